@@ -1,0 +1,279 @@
+"""Smooth surrogate of a ReLU-family network, for second derivatives (SPEC §4).
+
+A ReLU network is piecewise linear in its input, so the gradient of its saliency map with
+respect to the input is zero almost everywhere and an attack on the map has nothing to climb.
+Ghorbani et al. (2019) take the attack gradient through a copy of the model whose ReLUs are
+replaced by softplus; this module builds that copy. With ``softplus_β(z) = log(1 + e^{βz}) / β``:
+
+    ReLU(z)                 -> softplus_β(z)
+    ReLU6(z)                -> softplus_β(z) - softplus_β(z - 6)
+    Hardtanh(z; lo, hi)     -> lo + softplus_β(z - lo) - softplus_β(z - hi)     (ReLU6 = lo 0, hi 6)
+    LeakyReLU(z; s)         -> s·z + (1 - s)·softplus_β(z)
+    Hardsigmoid(z)          -> ReLU6~(z + 3) / 6
+    Hardswish(z)            -> z · ReLU6~(z + 3) / 6
+
+Every replacement tends to the original as β → ∞; the weights are the same.
+
+How the copy is made (robustness notes)
+---------------------------------------
+1. ``copy.deepcopy`` of the model, so the original is never touched (the app shares one model
+   object read-only between sessions). The copy's parameters are set to
+   ``requires_grad=False``: attacks differentiate with respect to the input only.
+2. Activation *modules* in the copy are swapped for smooth modules (visible in ``print(copy)``).
+3. Activations called as *functions* inside some ``forward`` (``F.relu(x)``, ``torch.relu``,
+   ``x.relu()``, ``F.relu6``, ``F.leaky_relu``, ``F.hardtanh``, ``F.hardswish``,
+   ``F.hardsigmoid``, in-place variants included) are caught while the copy runs by a
+   :class:`torch.overrides.TorchFunctionMode`, which sees every overridable torch call made
+   in its dynamic scope, whatever module or helper makes it. This works on any eager model, with
+   no tracing: unlike ``torch.fx`` it does not fail on data-dependent control flow.
+4. What cannot be smoothed is refused up front with :class:`UnsupportedActivation` naming the
+   module: TorchScript modules (their code runs outside Python, where neither step 2 nor 3
+   reaches) and non-smooth activations with no smooth replacement here (PReLU, RReLU,
+   Threshold, Hardshrink, Softshrink). Functional calls of those raise the same error when the
+   copy first runs. Already-smooth activations (GELU, SiLU, ELU, Softplus, ...) are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from numbers import Real
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["DEFAULT_BETA", "UnsupportedActivation", "smooth_model", "SmoothSurrogate", "softplus_relu6"]
+
+
+class UnsupportedActivation(ValueError):
+    """The model contains a module or function that the surrogate cannot smooth."""
+
+
+def _check_beta(beta) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, Real) or not math.isfinite(float(beta)) \
+            or float(beta) <= 0:
+        raise ValueError(f"beta (softplus sharpness) must be a finite number > 0; got {beta!r}")
+    return float(beta)
+
+
+def _sp(z: torch.Tensor, beta: float) -> torch.Tensor:
+    return F.softplus(z, beta=beta)
+
+
+def _smooth_clamp(z: torch.Tensor, lo: float, hi: float, beta: float) -> torch.Tensor:
+    """Smooth ``clamp(z, lo, hi)`` = ``lo + softplus(z - lo) - softplus(z - hi)``."""
+    out = _sp(z - lo, beta) - _sp(z - hi, beta)
+    return out + lo if lo != 0 else out
+
+
+def softplus_relu6(z: torch.Tensor, beta: float) -> torch.Tensor:
+    """Smooth ReLU6: ``softplus_β(z) - softplus_β(z - 6)``."""
+    return _smooth_clamp(z, 0.0, 6.0, beta)
+
+
+def _smooth_leaky(z: torch.Tensor, slope: float, beta: float) -> torch.Tensor:
+    return slope * z + (1.0 - slope) * _sp(z, beta)
+
+
+class SmoothReLU(nn.Module):
+    def __init__(self, beta: float):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, z):
+        return _sp(z, self.beta)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
+
+
+class SmoothHardtanh(nn.Module):
+    """Smooth clamp to ``[lo, hi]``; ``lo=0, hi=6`` is the smooth ReLU6."""
+
+    def __init__(self, lo: float, hi: float, beta: float):
+        super().__init__()
+        self.lo, self.hi, self.beta = float(lo), float(hi), beta
+
+    def forward(self, z):
+        return _smooth_clamp(z, self.lo, self.hi, self.beta)
+
+    def extra_repr(self) -> str:
+        return f"lo={self.lo}, hi={self.hi}, beta={self.beta}"
+
+
+class SmoothLeakyReLU(nn.Module):
+    def __init__(self, slope: float, beta: float):
+        super().__init__()
+        self.slope, self.beta = float(slope), beta
+
+    def forward(self, z):
+        return _smooth_leaky(z, self.slope, self.beta)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.slope}, beta={self.beta}"
+
+
+class SmoothHardsigmoid(nn.Module):
+    def __init__(self, beta: float):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, z):
+        return softplus_relu6(z + 3.0, self.beta) / 6.0
+
+
+class SmoothHardswish(nn.Module):
+    def __init__(self, beta: float):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, z):
+        return z * softplus_relu6(z + 3.0, self.beta) / 6.0
+
+
+# Module types refused: non-smooth, with no replacement here.
+_UNSUPPORTED_MODULES = (nn.PReLU, nn.RReLU, nn.Threshold, nn.Hardshrink, nn.Softshrink)
+
+
+def _smooth_module(mod: nn.Module, beta: float) -> nn.Module | None:
+    """The smooth replacement of an activation module, or None to keep it as it is."""
+    # Order matters: ReLU6 is a subclass of Hardtanh.
+    if isinstance(mod, nn.ReLU):
+        return SmoothReLU(beta)
+    if isinstance(mod, nn.Hardtanh):
+        return SmoothHardtanh(mod.min_val, mod.max_val, beta)
+    if isinstance(mod, nn.LeakyReLU):
+        return SmoothLeakyReLU(mod.negative_slope, beta)
+    if isinstance(mod, nn.Hardsigmoid):
+        return SmoothHardsigmoid(beta)
+    if isinstance(mod, nn.Hardswish):
+        return SmoothHardswish(beta)
+    return None
+
+
+def _arg(args, kwargs, index, name, default):
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+class _SmoothFunctions(TorchFunctionMode):
+    """Replaces functional ReLU-family calls by their smooth versions while active."""
+
+    def __init__(self, beta: float):
+        super().__init__()
+        self.beta = beta
+        b = beta
+        relu = lambda z: _sp(z, b)  # noqa: E731
+        relu6 = lambda z: softplus_relu6(z, b)  # noqa: E731
+        # func -> (smooth function of (args, kwargs), in-place?)
+        self.table = {}
+        for f in (F.relu, torch.relu, torch.Tensor.relu):
+            self.table[f] = (lambda a, k: relu(a[0]), lambda a, k: bool(_arg(a, k, 1, "inplace", False)))
+        for f in (F.relu_, torch.relu_, torch.Tensor.relu_):
+            self.table[f] = (lambda a, k: relu(a[0]), lambda a, k: True)
+        self.table[F.relu6] = (lambda a, k: relu6(a[0]),
+                               lambda a, k: bool(_arg(a, k, 1, "inplace", False)))
+        self.table[F.leaky_relu] = (
+            lambda a, k: _smooth_leaky(a[0], float(_arg(a, k, 1, "negative_slope", 0.01)), b),
+            lambda a, k: bool(_arg(a, k, 2, "inplace", False)))
+        self.table[F.leaky_relu_] = (
+            lambda a, k: _smooth_leaky(a[0], float(_arg(a, k, 1, "negative_slope", 0.01)), b),
+            lambda a, k: True)
+        self.table[F.hardtanh] = (
+            lambda a, k: _smooth_clamp(a[0], float(_arg(a, k, 1, "min_val", -1.0)),
+                                       float(_arg(a, k, 2, "max_val", 1.0)), b),
+            lambda a, k: bool(_arg(a, k, 3, "inplace", False)))
+        self.table[F.hardtanh_] = (
+            lambda a, k: _smooth_clamp(a[0], float(_arg(a, k, 1, "min_val", -1.0)),
+                                       float(_arg(a, k, 2, "max_val", 1.0)), b),
+            lambda a, k: True)
+        self.table[F.hardsigmoid] = (lambda a, k: relu6(a[0] + 3.0) / 6.0,
+                                     lambda a, k: bool(_arg(a, k, 1, "inplace", False)))
+        self.table[F.hardswish] = (lambda a, k: a[0] * relu6(a[0] + 3.0) / 6.0,
+                                   lambda a, k: bool(_arg(a, k, 1, "inplace", False)))
+        self.refused = {F.prelu: "F.prelu", F.rrelu: "F.rrelu", F.threshold: "F.threshold",
+                        F.hardshrink: "F.hardshrink", F.softshrink: "F.softshrink",
+                        torch.prelu: "torch.prelu", torch.rrelu: "torch.rrelu",
+                        torch.threshold: "torch.threshold"}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        entry = self.table.get(func)
+        if entry is not None:
+            smooth, inplace = entry
+            if inplace(args, kwargs):
+                # Keep in-place semantics (callers may ignore the return value): compute from a
+                # copy, then write into the input, as the original in-place op would.
+                z = args[0]
+                out = smooth((z.clone(),) + tuple(args[1:]), kwargs)
+                return z.copy_(out)
+            return smooth(args, kwargs)
+        if func in self.refused:
+            raise UnsupportedActivation(
+                f"the model calls {self.refused[func]} inside forward, which the smooth surrogate "
+                "cannot smooth; supported: ReLU, ReLU6, LeakyReLU, Hardtanh, Hardsigmoid, "
+                "Hardswish (as modules or functions) and already-smooth activations")
+        return func(*args, **kwargs)
+
+
+class SmoothSurrogate(nn.Module):
+    """Wraps the smoothed copy; its forward runs inside the functional-activation mode."""
+
+    def __init__(self, module: nn.Module, beta: float):
+        super().__init__()
+        self.module = module
+        self.beta = beta
+
+    def forward(self, *args, **kwargs):
+        with _SmoothFunctions(self.beta):
+            return self.module(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
+
+
+DEFAULT_BETA = 10.0  # chosen by measurement: see explorer/attacks.py and benchmarks/README.md
+
+
+def smooth_model(model: nn.Module, beta: float = DEFAULT_BETA) -> nn.Module:
+    """A smooth copy of ``model`` (same weights, same train/eval flags), the original untouched.
+
+    Raises :class:`UnsupportedActivation` (a ValueError) naming the first module it cannot
+    smooth, and ValueError for a bad ``beta``.
+    """
+    beta = _check_beta(beta)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    for name, mod in model.named_modules():
+        where = name or "the model itself"
+        if isinstance(mod, torch.jit.ScriptModule):
+            raise UnsupportedActivation(
+                f"module {where!r} ({type(mod).__name__}) is TorchScript: its activations run "
+                "outside Python and cannot be smoothed; pass the eager (non-scripted) model")
+        if isinstance(mod, _UNSUPPORTED_MODULES):
+            raise UnsupportedActivation(
+                f"module {where!r} is {type(mod).__name__}, which the smooth surrogate cannot "
+                "smooth; supported: ReLU, ReLU6, LeakyReLU, Hardtanh, Hardsigmoid, Hardswish and "
+                "already-smooth activations (GELU, SiLU, ELU, Softplus, ...)")
+    smooth = copy.deepcopy(model)
+    for p in smooth.parameters():
+        p.requires_grad_(False)
+    root = _smooth_module(smooth, beta)
+    if root is not None:  # the model is a bare activation
+        smooth = root
+    else:
+        _replace(smooth, beta)
+    return SmoothSurrogate(smooth, beta).train(model.training)
+
+
+def _replace(parent: nn.Module, beta: float) -> None:
+    for name, child in list(parent.named_children()):
+        new = _smooth_module(child, beta)
+        if new is not None:
+            new.train(child.training)
+            setattr(parent, name, new)
+        else:
+            _replace(child, beta)
