@@ -41,6 +41,8 @@ __all__ = [
     "kendall",
     "center_of_mass",
     "compare",
+    "set_metrics",
+    "SET_METRIC_KEYS",
     "overlap_masks",
 ]
 
@@ -194,6 +196,25 @@ def _rank_of(order: torch.Tensor) -> torch.Tensor:
     return rank
 
 
+def _rank_keys(m3: torch.Tensor) -> torch.Tensor:
+    """One int64 key per pixel, ``(N, H, W)``: unique, >= 1, larger = better-ranked.
+
+    Every top-k and greedy choice compares these keys, so no sort is needed. For maps of at most
+    32-bit floats the key packs the value's IEEE bits (monotone for non-negative floats) above
+    ``H*W - index`` (the tie rule: lower index first). For float64 maps it is ``H*W - rank`` from
+    a stable sort.
+    """
+    n, h, w = m3.shape
+    hw = h * w
+    if m3.dtype in (torch.float16, torch.bfloat16, torch.float32) and hw < 2 ** 31:
+        v = m3.float() + 0.0  # canonical +0.0: the bits of -0.0 would compare as negative
+        bits = v.contiguous().view(torch.int32).to(torch.int64)
+        shift = hw.bit_length()
+        tie = hw - torch.arange(hw, device=m3.device, dtype=torch.int64).view(1, h, w)
+        return (bits << shift) + tie
+    return hw - _rank_of(rank_order(m3)).reshape(n, h, w)
+
+
 def rank_positions(m) -> torch.Tensor:
     """0-based rank of every pixel (0 = top-ranked) under the SPEC tie rule; same shape as ``m``."""
     m3, single = _as_batch(m)
@@ -201,12 +222,13 @@ def rank_positions(m) -> torch.Tensor:
     return _unbatch(rank, single)
 
 
-def _topk3(m3: torch.Tensor, k: int, order: torch.Tensor | None = None) -> torch.Tensor:
+def _topk3(m3: torch.Tensor, k: int, keys: torch.Tensor | None = None) -> torch.Tensor:
     n, h, w = m3.shape
-    if order is None:
-        order = rank_order(m3)
+    if keys is None:
+        keys = _rank_keys(m3)
+    top = torch.topk(keys.reshape(n, -1), k, dim=1, sorted=False).indices
     mask = torch.zeros(n, h * w, dtype=torch.bool, device=m3.device)
-    mask.scatter_(1, order[:, :k], True)
+    mask.scatter_(1, top, True)
     return mask.reshape(n, h, w)
 
 
@@ -220,7 +242,8 @@ def topk_mask(m, k: int) -> torch.Tensor:
 def _window_max_1d(x3: torch.Tensor, w: int, dim: int) -> torch.Tensor:
     """Running maximum over a window of ``2w+1`` along ``dim`` (1 = rows, 2 = columns).
 
-    Padding is the identity of max (-inf, or False for booleans), so the window is clipped at the
+    Padding is the identity of max (-inf; False for booleans; 0 for the non-negative integer rank
+    keys), so the window is clipped at the
     borders. The window is built by doubling (max of the array and a shifted copy), which costs
     about log2(2w+1) elementwise maxima: an order of magnitude faster than ``F.max_pool2d`` on
     the CPU, and exactly equal to it.
@@ -228,8 +251,10 @@ def _window_max_1d(x3: torch.Tensor, w: int, dim: int) -> torch.Tensor:
     pad = [w, w, 0, 0] if dim == 2 else [0, 0, w, w]
     if x3.dtype == torch.bool:
         y = F.pad(x3.to(torch.uint8), pad, value=0)
-    else:
+    elif x3.is_floating_point():
         y = F.pad(x3, pad, value=float("-inf"))
+    else:  # non-negative integer keys: 0 is below every key
+        y = F.pad(x3, pad, value=0)
     size, window = 1, 2 * w + 1
     while size < window:
         step = min(size, window - size)
@@ -272,7 +297,7 @@ def maxpool_map(m, w: int) -> torch.Tensor:
 
 
 def _diverse3(m3: torch.Tensor, k: int, w: int,
-              order: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy diverse top-k of ``(N, H, W)`` maps: ``(mask (N, H, W), count (N,))``.
 
     The greedy walk accepts a pixel iff no *accepted* pixel ranked above it lies in its
@@ -281,40 +306,34 @@ def _diverse3(m3: torch.Tensor, k: int, w: int,
     pixel whose window holds no better-ranked pixel that is still undecided or accepted is
     accepted; undecided pixels in the window of an accepted pixel are rejected. Rounds stop as
     soon as the first ``k`` accepted pixels in ranking order are final (every better-ranked pixel
-    is decided) or nothing is undecided. The result equals the sequential walk exactly.
+    is decided) or nothing is undecided. The result equals the sequential walk exactly (a
+    property test checks it against the plain loop).
     """
     n, h, wd = m3.shape
-    if order is None:
-        order = rank_order(m3)
+    if keys is None:
+        keys = _rank_keys(m3)
     if w == 0:
-        return _topk3(m3, k, order), torch.full((n,), k, dtype=torch.long, device=m3.device)
-    hw = h * wd
-    rank = _rank_of(order).reshape(n, h, wd)
-    # Priority: higher is better-ranked; exact in float32 up to 2**24 pixels, else float64.
-    pdtype = torch.float32 if hw < 2 ** 24 else torch.float64
-    priority = (hw - rank).to(pdtype)
+        return _topk3(m3, k, keys), torch.full((n,), k, dtype=torch.long, device=m3.device)
     undecided = torch.ones(n, h, wd, dtype=torch.bool, device=m3.device)
     accepted = torch.zeros_like(undecided)
-    active = torch.ones(n, dtype=torch.bool, device=m3.device)
-    zero = torch.zeros((), dtype=pdtype, device=m3.device)
+    zero = torch.zeros((), dtype=keys.dtype, device=m3.device)
     while True:
-        live = torch.where(undecided | accepted, priority, zero)
-        new = undecided & (_pool(live, w) == priority) & active.view(n, 1, 1)
+        live = torch.where(undecided | accepted, keys, zero)  # rejected pixels drop out (0)
+        new = undecided & (_pool(live, w) == keys)
         accepted |= new
-        undecided &= ~new
-        undecided &= ~_dilate3(accepted, w)
-        # Which images are finished: all pixels ranked above the k-th accepted are decided.
-        best_undecided = torch.where(undecided, priority, zero).amax(dim=(1, 2))  # 0 if none
-        final_accepted = (accepted & (priority > best_undecided.view(n, 1, 1))).sum(dim=(1, 2))
-        active = (best_undecided > 0) & (final_accepted < k)
-        if not bool(active.any()):
+        undecided &= ~(new | _dilate3(accepted, w))
+        # Finished when the k best accepted pixels all rank above every undecided pixel.
+        best_undecided = torch.where(undecided, keys, zero).amax(dim=(1, 2), keepdim=True)
+        final = (accepted & (keys > best_undecided)).sum(dim=(1, 2))
+        if not bool(((best_undecided.view(n) > 0) & (final < k)).any()):
             break
-    # Keep the first k accepted pixels in ranking order.
-    acc_sorted = accepted.reshape(n, hw).gather(1, order)
-    keep_sorted = acc_sorted & (torch.cumsum(acc_sorted.to(torch.int32), dim=1) <= k)
-    mask = torch.zeros(n, hw, dtype=torch.bool, device=m3.device)
-    mask.scatter_(1, order, keep_sorted)
-    return mask.reshape(n, h, wd), keep_sorted.sum(dim=1)
+    # Keep the first k accepted pixels in ranking order: the k largest accepted keys.
+    count = accepted.sum(dim=(1, 2))
+    kth = torch.ones(n, dtype=keys.dtype, device=m3.device)
+    for i in torch.nonzero(count > k).flatten().tolist():
+        kth[i] = torch.topk(keys[i][accepted[i]], k, sorted=False).values.min()
+    keep = accepted & (keys >= kth.view(n, 1, 1))
+    return keep, keep.sum(dim=(1, 2))
 
 
 def diverse_topk_mask(m, k: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -437,6 +456,39 @@ def _frac(mask3: torch.Tensor, k: int) -> torch.Tensor:
     return mask3.sum(dim=(1, 2)).double() / k
 
 
+SET_METRIC_KEYS: tuple[str, ...] = tuple(k for k, m in METRICS.items() if m.kind == "set")
+
+
+def _set_metrics3(a3: torch.Tensor, b3: torch.Tensor, k: int, w: int) -> dict[str, torch.Tensor]:
+    n = a3.shape[0]
+    both = torch.cat([a3, b3])
+    keys = _rank_keys(both)  # one set of rank keys serves top-k and the diverse walk
+    top = _topk3(both, k, keys)
+    div, _ = _diverse3(both, k, w, keys)
+    grown = _dilate3(torch.cat([top, div]), w)
+    ta, tb, da, db = top[:n], top[n:], div[:n], div[n:]
+    nta, ntb, nda, ndb = grown[:n], grown[n:2 * n], grown[2 * n:3 * n], grown[3 * n:]
+    return {
+        "topk_intersection": _frac(ta & tb, k),
+        "lens_recall": _frac(nta & tb, k),
+        "lens_precision": _frac(ta & ntb, k),
+        "topk_div_intersection": _frac(da & db, k),
+        "lens_recall_div": _frac(nda & db, k),
+        "lens_precision_div": _frac(da & ndb, k),
+    }
+
+
+def set_metrics(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
+    """Only the six set metrics of :func:`compare` (top-k, LENS and their diverse variants).
+
+    Cheaper than :func:`compare` (no correlations); same values, same validation.
+    """
+    a3, b3, single = validate_maps(a, b)
+    k = validate_k(k, a3.shape[1], a3.shape[2])
+    w = validate_w(w)
+    return {key: _unbatch(v, single) for key, v in _set_metrics3(a3, b3, k, w).items()}
+
+
 def compare(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
     """Every SPEC §2 metric between original maps ``a`` and perturbed maps ``b``.
 
@@ -449,43 +501,19 @@ def compare(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
     k = validate_k(k, a3.shape[1], a3.shape[2])
     w = validate_w(w)
     n = a3.shape[0]
-
+    out = _set_metrics3(a3, b3, k, w)
     both = torch.cat([a3, b3])
-    # One stable sort of -m serves top-k, the diverse walk and the Spearman ranks.
-    neg_sorted, order = torch.sort(-both.reshape(2 * n, -1), dim=1, stable=True)
-    top = _topk3(both, k, order)
-    ta, tb = top[:n], top[n:]
-    div, _ = _diverse3(both, k, w, order)
-    da, db = div[:n], div[n:]
-    grown = _dilate3(torch.cat([ta, tb, da, db]), w)
-    nta, ntb, nda, ndb = grown[:n], grown[n:2 * n], grown[2 * n:3 * n], grown[3 * n:]
-    ranks = _average_ranks_sorted(neg_sorted, order)
-
-    if w == 0:
-        pa, pb = a3, b3
-    else:
-        pooled = _pool(both, w)
-        pa, pb = pooled[:n], pooled[n:]
-
-    out = {
-        "topk_intersection": _frac(ta & tb, k),
-        "lens_recall": _frac(nta & tb, k),
-        "lens_precision": _frac(ta & ntb, k),
-        "spearman": _pearson_rows(ranks[:n], ranks[n:]),
-        "kendall": _kendall3(a3, b3),
-        "lens_spearman": None,
-        "lens_kendall": None,
-        "topk_div_intersection": _frac(da & db, k),
-        "lens_recall_div": _frac(nda & db, k),
-        "lens_precision_div": _frac(da & ndb, k),
-        "center_shift": torch.linalg.vector_norm(_centroid3(a3) - _centroid3(b3), dim=1),
-    }
+    ranks = _average_ranks(both.reshape(2 * n, -1))
+    out["spearman"] = _pearson_rows(ranks[:n], ranks[n:])
+    out["kendall"] = _kendall3(a3, b3)
     if w == 0:
         out["lens_spearman"] = out["spearman"].clone()
         out["lens_kendall"] = out["kendall"].clone()
     else:
-        out["lens_spearman"] = _spearman3(pa, pb)
-        out["lens_kendall"] = _kendall3(pa, pb)
+        pooled = _pool(both, w)
+        out["lens_spearman"] = _spearman3(pooled[:n], pooled[n:])
+        out["lens_kendall"] = _kendall3(pooled[:n], pooled[n:])
+    out["center_shift"] = torch.linalg.vector_norm(_centroid3(a3) - _centroid3(b3), dim=1)
     return {key: _unbatch(out[key].double(), single) for key in METRIC_KEYS}
 
 
@@ -508,12 +536,12 @@ def overlap_masks(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
     w = validate_w(w)
     n = a3.shape[0]
     both = torch.cat([a3, b3])
-    order = rank_order(both)
-    top = _topk3(both, k, order)
+    keys = _rank_keys(both)
+    top = _topk3(both, k, keys)
     ta, tb = top[:n], top[n:]
     grown = _dilate3(top, w)
     nta, ntb = grown[:n], grown[n:]
-    div, count = _diverse3(both, k, w, order)
+    div, count = _diverse3(both, k, w, keys)
     out = {
         "orig_topk": ta,
         "adv_topk": tb,
