@@ -1,0 +1,177 @@
+"""The explorer page: one model, one image, one attack, every score, live in k and w."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from explorer import viz
+
+from . import controls, flow, panels, stages
+from .common import APP_TITLE, GHORBANI, KAMATH, guarded
+from .export import ExportContext
+from .state import to_query
+
+
+def _banner(ds: str, orig: dict, res: dict | None, inp: flow.Input) -> None:
+    truth = f" · true label {flow.class_name(ds, inp.label)}" if inp.label >= 0 else ""
+    if res is None:
+        st.info(f"Prediction: **{flow.class_name(ds, orig['label'])}** "
+                f"({100 * orig['conf']:.1f}%){truth}. Press **Run attack** to perturb the image; "
+                "until then the scores compare the map with the map under random sign noise.",
+                icon=":material/play_circle:")
+        return
+    text = (f"Original: **{flow.class_name(ds, res['label_orig'])}** "
+            f"({100 * res['conf_orig']:.1f}%) → attacked: **{flow.class_name(ds, res['label_adv'])}**"
+            f" ({100 * res['conf_adv']:.1f}%) · ‖x′ − x‖∞ = {res['linf']:.4g}{truth} · ")
+    if not res["found"]:
+        st.warning(text + "**no label-preserving perturbation found**: the attacked image is the "
+                   "original. " + res["message"], icon=":material/warning:")
+    elif res["label_kept"]:
+        st.success(text + "**label held**. " + f"({res['steps_run']} steps, "
+                   f"{res['seconds']:.1f} s)", icon=":material/check_circle:")
+    else:  # the library never returns a label-changing iterate; say so if it ever does
+        st.error(text + "**label changed**.", icon=":material/error:")
+
+
+def _explain() -> None:
+    from explorer import attacks, attributions, metrics
+
+    with st.expander("What do these scores mean?", icon=":material/help:"):
+        st.markdown(
+            "An attribution map ranks the pixels by how much they matter for the prediction. "
+            "An attack on the attribution nudges every pixel by at most ε so that the "
+            "prediction stays the same but the map changes. The classical scores ask whether "
+            "the **same** pixels stay on top (top-k intersection) or the whole ranking stays "
+            "(Spearman, Kendall). Kamath et al. argue this is too strict: a top pixel that "
+            "moved to its neighbour still points at the same part of the image. **LENS** "
+            "counts a top pixel as kept when it lies within w pixels of a top pixel of the "
+            "other map; **diverse** top-k first spreads the k picks at least w+1 pixels apart, "
+            "so that one blob cannot fill the whole top-k.")
+        rows = ["| metric | formula | meaning |", "|---|---|---|"]
+        for info in metrics.METRICS.values():
+            formula = info.formula.replace("|", "\\|")
+            rows.append(f"| {info.name} | `{formula}` | {info.description} |")
+        st.markdown("\n".join(rows))
+        st.caption("a: the original map, b: the perturbed map; S_k: the top-k pixels; "
+                   "N_w: the (2w+1)×(2w+1) neighbourhood; D_k: the diverse top-k. "
+                   "w-LENS-Spearman / -Kendall are this app's definition (the paper names them "
+                   "without a formula we could check).")
+    with st.expander("What do the attacks and methods do?", icon=":material/help:"):
+        st.markdown(
+            "The attacks follow Ghorbani et al.: repeated signed gradient steps of size α inside "
+            "the ℓ∞ ball of radius ε, keeping only iterates whose predicted label is unchanged, "
+            "and returning the one with the lowest selection measure. ReLU networks have zero "
+            "second derivatives, so the attack's gradient is taken through a copy of the model "
+            "with ReLU replaced by softplus(β); everything shown is computed on the real model. "
+            "Random sign noise at the same ε is the baseline a real attack must beat.")
+        st.markdown("\n".join(f"- **{a.name}**: {a.description}"
+                              for a in attacks.ATTACKS.values()))
+        st.markdown("\n".join(f"- **{m.name}**: {m.description}"
+                              for m in attributions.METHODS.values()))
+    with st.expander("Citation", icon=":material/menu_book:"):
+        st.markdown(f"- {KAMATH}\n- {GHORBANI}")
+
+
+@guarded
+def render() -> None:
+    from explorer import data
+
+    sb = controls.sidebar()
+    cfg = sb.config
+    device = controls.resolved_device()
+    info = data.DATASETS[cfg.dataset]
+    st.markdown(f"#### {APP_TITLE}")
+    for problem in sb.problems:
+        st.warning(problem, icon=":material/link_off:")
+
+    net = flow.load_model(cfg.dataset, cfg.model, device)
+    inp = flow.choose_input(sb)
+    if net is None or inp is None:
+        _explain()
+        return
+    orig = flow.original_map(cfg, device, inp)
+    if orig is None:
+        _explain()
+        return
+
+    run_col, note_col = st.columns([1, 4], vertical_alignment="center")
+    with run_col:
+        clicked = st.button("Run attack", type="primary", key="exp.run", width="stretch",
+                            icon=":material/bolt:")
+    with note_col:
+        from explorer import attacks
+
+        ap = cfg.attack_params
+        eps = ap.get("epsilon")
+        scale = controls.pixel_scale(info)
+        eps_text = (f"ε = {eps * scale:.3g}/255" if scale != 1 else f"ε = {eps:.3g}") \
+            if eps is not None else ""
+        st.caption(f"{attacks.ATTACKS[cfg.attack].name} · {eps_text} · "
+                   + " · ".join(f"{k} = {v}" for k, v in ap.items() if k != "epsilon")
+                   + f" · seed {cfg.seed} · device {device}")
+    autorun = st.session_state.pop("cfg.autorun", False)
+    res = None
+    if clicked or autorun or flow.attack_was_run(cfg, device, inp):
+        res = flow.run_attack(cfg, device, inp)
+    rand = flow.random_sign(cfg, device, inp)
+    controls.sync_query_params(cfg, ran=res is not None)
+
+    _banner(cfg.dataset, orig, res, inp)
+    if orig["degenerate"]:
+        st.warning("The original map is all zeros: the gradient of the predicted class vanished "
+                   "at this input, so the map ranks nothing. Rank correlations and the centre "
+                   "shift are undefined; top-k sets fall back to the pixel order.",
+                   icon=":material/warning:")
+    if res is not None and res["degenerate"]:
+        st.warning("The attacked map is all zeros (the gradient vanished at x′).",
+                   icon=":material/warning:")
+
+    overlay = st.toggle("Overlay maps on the images", key="exp.overlay", value=False)
+    adv_x = res["x_adv"] if res is not None else None
+    adv_map = res["map_adv"] if res is not None else None
+    fig, factor = viz.side_by_side(inp.x[0], adv_x, orig["map"], adv_map, orig["rank"],
+                                   res["rank_adv"] if res is not None else None,
+                                   overlay=0.45 if overlay else 0.0,
+                                   height=230 if res is not None else 260)
+    st.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key="exp.side")
+    scale_note = (f"Perturbation shown as 0.5 + {factor:.3g}·(x′ − x) (mid-grey = unchanged). "
+                  if factor else "")
+    st.caption(scale_note + "Both maps share one colour scale, 0 to the larger maximum; hover "
+               "a map pixel for its value and rank.")
+
+    pairs = []
+    histories = {}
+    images_b = {}
+    if res is not None:
+        pairs.append(panels.Pair("attack", f"{cfg.fingerprint()}:{device}:attack",
+                                 orig["map"], res["map_adv"]))
+        histories["attack"] = res["history"]
+        images_b["attack"] = res["x_adv"]
+    if rand is not None:
+        note = ""
+        if not rand["found"]:
+            note = ("this noise draw changed the prediction or left the map unchanged, so the "
+                    "unperturbed image stands in for it; try another seed.")
+        pairs.append(panels.Pair("random sign", f"{cfg.fingerprint()}:{device}:random",
+                                 orig["map"], rand["map_adv"], note=note))
+        images_b["random sign"] = rand["x_adv"]
+    if not pairs:
+        st.info("No perturbed map to compare with yet.")
+        _explain()
+        return
+    model_facts = stages.model_info(cfg.dataset, cfg.model)
+    predictions = {"original": {"label": orig["label"], "confidence": orig["conf"]}}
+    if res is not None:
+        predictions["attacked"] = {"label": res["label_adv"], "confidence": res["conf_adv"],
+                                   "label_kept": res["label_kept"], "linf": res["linf"],
+                                   "found": res["found"]}
+    ctx = ExportContext(config=cfg.to_dict(), query=to_query(cfg, ran=res is not None),
+                        model=model_facts, input_name=inp.name, image=inp.x[0],
+                        images_b=images_b, predictions=predictions,
+                        attack_summary=res["message"] if res is not None else "")
+    h, w = info.size
+    panels.analysis(panels.PanelInput(
+        dataset=cfg.dataset, height=h, width=w, pairs=pairs, histories=histories,
+        measure=cfg.attack_params.get("measure", "topk_intersection"), key="exp", export=ctx))
+    _explain()

@@ -1,0 +1,167 @@
+"""Page-level orchestration shared by the pages: pick the input, load a model, run attacks.
+
+Each helper shows its own clear message in place when something is unavailable or refused,
+and returns ``None`` so that the page can carry on with what it has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from . import stages
+from .common import show_problem
+from .controls import UPLOAD_STATE, Sidebar
+from .state import Config
+
+
+@dataclass
+class Input:
+    x: np.ndarray  # (1, C, H, W) in [0, 1]
+    label: int  # true label, -1 unknown
+    key: str  # cache key of the image
+    name: str  # what to call it in captions and exports
+    source: str  # the source actually used (after any fallback)
+    index: int | None  # sample number / test index
+
+
+def choose_input(sb: Sidebar) -> Input | None:
+    """The image the configuration asks for, or a bundled sample with a message explaining why."""
+    from explorer import data
+
+    cfg = sb.config
+    ds = cfg.dataset
+    info = data.DATASETS[ds]
+    s = stages.samples(ds)
+    fallback_reason = None
+    if cfg.source == "index":
+        size, why = stages.test_set_size(ds)
+        if size is None:
+            fallback_reason = f"The {info.name} test set is not on this machine. {why}"
+        else:
+            try:
+                x, label = stages.test_image(ds, int(cfg.image))
+                return Input(x, label, cfg.image_key(), f"{info.name} test image #{cfg.image}",
+                             "index", int(cfg.image))
+            except (IndexError, RuntimeError, OSError, ValueError) as exc:
+                fallback_reason = f"Test image #{cfg.image} could not be read: {exc}"
+    elif cfg.source == "upload":
+        accepted = st.session_state.get(UPLOAD_STATE, {})
+        if sb.upload_error:
+            fallback_reason = f"Upload refused: {sb.upload_error}"
+        elif cfg.upload_sha and ds in accepted:
+            name, sha, raw = accepted[ds]
+            try:
+                x = stages.upload_image(ds, name, raw, sha)
+                return Input(x, -1, cfg.image_key(), f"upload {name}", "upload", None)
+            except data.UploadError as exc:
+                fallback_reason = f"Upload refused: {exc}"
+        else:
+            fallback_reason = "No image uploaded yet: choose a file in the sidebar."
+    if fallback_reason:
+        st.info(f"{fallback_reason} Showing a bundled image meanwhile.", icon=":material/info:")
+    if s["x"] is None or len(s["names"]) == 0:
+        st.error(f"No bundled images for {info.name}: {s.get('error') or 'the assets are missing'}."
+                 " Pick another dataset.", icon=":material/error:")
+        return None
+    i = int(cfg.image) if cfg.source == "sample" else 0
+    i = min(max(i, 0), len(s["names"]) - 1)
+    return Input(s["x"][i:i + 1], int(s["labels"][i]), f"{ds}:sample:{i}",
+                 f"bundled {info.name} image {i} ({s['names'][i]})", "sample", i)
+
+
+def load_model(dataset: str, name: str, device: str):
+    """The cached model, or None with a message (offline weights, unknown model, ...)."""
+    from explorer import models
+
+    if not name:
+        st.error("No model is registered for this dataset; pick another dataset.",
+                 icon=":material/error:")
+        return None
+    try:
+        return stages.model(dataset, name, device)
+    except models.ModelUnavailable as exc:
+        st.error(f"**Model unavailable.** {exc}", icon=":material/cloud_off:")
+    except (ValueError, RuntimeError, OSError) as exc:
+        show_problem(exc, f"The model {dataset}/{name} could not be loaded")
+    return None
+
+
+def original_map(cfg: Config, device: str, inp: Input) -> dict[str, Any] | None:
+    try:
+        return stages.attribution((cfg.dataset, cfg.model, device), inp.key, inp.x, cfg.method,
+                                  cfg.method_items())
+    except ValueError as exc:
+        show_problem(exc, "The attribution method refused these settings")
+    return None
+
+
+def attack_call_key(cfg: Config, device: str, inp: Input, model: str | None = None) -> tuple:
+    return ((cfg.dataset, model or cfg.model, device), inp.key, cfg.method, cfg.method_items(),
+            cfg.attack, cfg.attack_items(), cfg.seed, cfg.region)
+
+
+def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None,
+               label: str = "") -> dict[str, Any] | None:
+    """Run (or fetch from the cache) the configured attack, with a progress bar."""
+    from explorer import attacks, metrics
+
+    key = attack_call_key(cfg, device, inp, model)
+    measure = cfg.attack_params.get("measure", "topk_intersection")
+    measure_name = metrics.METRICS[measure].name if measure in metrics.METRICS else measure
+    slot = st.empty()
+    bar = slot.progress(0.0, text=f"{label}starting the {attacks.ATTACKS[cfg.attack].name}…")
+    try:
+        res = stages.attack(key[0], key[1], inp.x, key[2], key[3], key[4], key[5], key[6],
+                            key[7], _progress=stages.progress_callback(bar, measure_name))
+    except ValueError as exc:
+        slot.empty()
+        show_problem(exc, f"{label}The attack refused these settings")
+        return None
+    slot.empty()
+    st.session_state.setdefault("attacks.done", set()).add(key)
+    return res
+
+
+def attack_was_run(cfg: Config, device: str, inp: Input, model: str | None = None) -> bool:
+    return attack_call_key(cfg, device, inp, model) in st.session_state.get("attacks.done", set())
+
+
+def random_sign(cfg: Config, device: str, inp: Input, model: str | None = None
+                ) -> dict[str, Any] | None:
+    """Random ±ε sign noise at the attack's ε (the paper's baseline), cached like an attack."""
+    from explorer import attacks, data
+
+    info = data.DATASETS[cfg.dataset]
+    spec = {p.name: p for p in attacks.ATTACKS["random_sign"].params}
+    items = {}
+    for name in spec:
+        if name == "seed":
+            continue
+        if name in cfg.attack_params:
+            items[name] = cfg.attack_params[name]
+        elif hasattr(info.defaults, name):
+            items[name] = getattr(info.defaults, name)
+    h, w = info.size
+    if "attack_k" in items:
+        items["attack_k"] = min(int(items["attack_k"]), h * w)
+    try:
+        return stages.attack((cfg.dataset, model or cfg.model, device), inp.key, inp.x,
+                             cfg.method, cfg.method_items(), "random_sign",
+                             tuple(sorted(items.items())), cfg.seed)
+    except ValueError as exc:
+        show_problem(exc, "Random sign noise could not be computed")
+    return None
+
+
+def class_name(dataset: str, label: int) -> str:
+    from explorer import data
+
+    names = data.DATASETS[dataset].class_names
+    if 0 <= label < len(names):
+        name = names[label]
+        return name if name == str(label) else f"{name} ({label})"
+    return "unknown" if label < 0 else str(label)

@@ -1,0 +1,344 @@
+"""The k / w fragment shared by the pages: metric table, overlap and diverse views, charts.
+
+Everything here depends only on the maps already computed (cached upstream) and on k, w and
+view toggles, so it lives in an ``st.fragment``: moving a slider reruns this panel only.
+Numbers come from ``explorer.metrics`` (through the cached ``stages.scores`` / ``stages.masks``);
+names, formulas and descriptions from ``explorer.metrics.METRICS``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import streamlit as st
+
+from explorer import viz
+
+from . import export, stages
+from .common import fmt
+
+# Presentation only: which classical metric each LENS metric relaxes (rows of the table).
+FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("top-k", ("topk_intersection",), ("lens_recall", "lens_precision")),
+    ("Spearman", ("spearman",), ("lens_spearman",)),
+    ("Kendall", ("kendall",), ("lens_kendall",)),
+    ("diverse top-k", ("topk_div_intersection",), ("lens_recall_div", "lens_precision_div")),
+    ("centre of mass", ("center_shift",), ()),
+)
+CHART_DEFAULT = ("topk_intersection", "lens_recall", "lens_precision", "spearman",
+                 "lens_spearman")
+UNDEFINED_WHY = {
+    "rank": "undefined: a rank correlation needs two non-constant maps, and one of these maps "
+            "is constant (for example all zeros), so it has no ranking",
+    "distance": "undefined: a centre of mass needs a map with positive total, and one of these "
+                "maps is all zeros",
+    "set": "undefined",
+}
+
+
+@dataclass
+class Pair:
+    """One (original map, perturbed map) pair shown by the panel."""
+
+    label: str  # column title: "attack", "random sign", "natural", "PGD", ...
+    key: str  # cache identity of the pair (config fingerprint + what produced b)
+    a: np.ndarray  # (H, W) original map
+    b: np.ndarray  # (H, W) perturbed map
+    note: str = ""  # shown under the table when set (e.g. "label changed")
+
+
+@dataclass
+class PanelInput:
+    dataset: str
+    height: int
+    width: int
+    pairs: list[Pair]
+    histories: dict[str, np.ndarray] = field(default_factory=dict)
+    measure: str = "topk_intersection"
+    key: str = "exp"  # widget key prefix of the page
+    sync_url: bool = True
+    export: export.ExportContext | None = None
+
+
+def _families():
+    from explorer import metrics
+
+    covered = {k for _, c, l in FAMILIES for k in c + l}
+    extra = tuple(k for k in metrics.METRIC_KEYS if k not in covered)
+    fams = [f for f in FAMILIES if all(k in metrics.METRICS for k in f[1] + f[2])]
+    if extra:
+        fams.append(("other", extra, ()))
+    return fams
+
+
+def _name_cell(key: str) -> str:
+    from explorer import metrics
+
+    info = metrics.METRICS[key]
+    tip = html.escape(f"{info.formula} — {info.description}", quote=True)
+    arrow = "↑" if info.higher_is_better else "↓"
+    return (f'<td class="xm-name"><span title="{tip}">{html.escape(info.name)}</span> '
+            f'<span class="xm-dir" title="{"higher" if info.higher_is_better else "lower"} means '
+            f'a more similar pair">{arrow}</span><br>'
+            f'<span class="xm-formula">{html.escape(info.formula)}</span></td>')
+
+
+def _value_cell(key: str, pair_index: int, value: float, bold: bool) -> str:
+    from explorer import metrics
+
+    text = fmt(value)
+    title = ""
+    if isinstance(value, float) and math.isnan(value):
+        title = f' title="{html.escape(UNDEFINED_WHY.get(metrics.METRICS[key].kind, "undefined"))}"'
+    style = ' style="font-weight:600"' if bold else ""
+    return (f'<td class="xm-num" data-metric="{key}" data-pair="{pair_index}"{title}{style}>'
+            f"{text}</td>")
+
+
+TABLE_CSS = """
+<style>
+table.xm-table {border-collapse: collapse; width: 100%; font-size: 0.86rem; table-layout: auto;}
+table.xm-table th, table.xm-table td {padding: 0.22rem 0.45rem; vertical-align: middle;
+  border-bottom: 1px solid rgba(128,128,128,0.25); border-left: none; border-right: none;}
+table.xm-table th {font-weight: 600; text-align: left; white-space: nowrap;}
+table.xm-table td.xm-num {text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap;}
+table.xm-table .xm-formula {font-family: monospace; font-size: 0.76rem; opacity: 0.72;}
+table.xm-table .xm-dir {opacity: 0.6; font-size: 0.75rem;}
+table.xm-table td.xm-fam {font-weight: 600; opacity: 0.85; white-space: nowrap;}
+table.xm-table th.xm-lens, table.xm-table td.xm-lens-start {border-left: 2px solid rgba(128,128,128,0.45);}
+</style>
+"""
+
+
+def metric_table_html(values: Sequence[dict[str, float]], labels: Sequence[str], *, k: int,
+                      w: int) -> str:
+    """Classical metrics and their LENS relaxations side by side, one value column per pair.
+
+    ``values[i][key]`` is the score of pair ``i``; cells carry ``data-metric`` / ``data-pair``
+    attributes (used by the tests) and the formula shows on hover over each metric name.
+    """
+    pair_heads = "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
+    rows = [TABLE_CSS, '<table class="xm-table">',
+            f'<thead><tr><th></th><th>classical (k = {k})</th>{pair_heads}'
+            f'<th class="xm-lens">LENS (w = {w})</th>{pair_heads}</tr></thead><tbody>']
+    empty_pairs = "<td></td>" * len(labels)
+    for fam, classical, lens in _families():
+        n_rows = max(len(classical), len(lens), 1)
+        for r in range(n_rows):
+            cells = []
+            if r == 0:
+                cells.append(f'<td class="xm-fam" rowspan="{n_rows}">{html.escape(fam)}</td>')
+            for group, is_lens in ((classical, False), (lens, True)):
+                if r < len(group):
+                    key = group[r]
+                    name = _name_cell(key)
+                    if is_lens:
+                        name = name.replace('<td class="xm-name">',
+                                            '<td class="xm-name xm-lens-start">', 1)
+                    cells.append(name)
+                    cells += [_value_cell(key, i, values[i][key], bold=(i == 0))
+                              for i in range(len(labels))]
+                else:
+                    cls = ' class="xm-lens-start"' if is_lens else ""
+                    cells.append(f"<td{cls}></td>" + empty_pairs)
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# The fragment
+# --------------------------------------------------------------------------------------------
+
+def _stacked(pairs: Sequence[Pair]) -> tuple[str, np.ndarray, np.ndarray]:
+    key = "|".join(p.key for p in pairs)
+    a = np.stack([p.a for p in pairs])
+    b = np.stack([p.b for p in pairs])
+    return key, a, b
+
+
+def _per_pair(batched: dict[str, list[float]], n: int) -> list[dict[str, float]]:
+    return [{key: float(v[i]) for key, v in batched.items()} for i in range(n)]
+
+
+def _chart(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]) -> None:
+    from explorer import metrics
+
+    key, a, b = _stacked(panel.pairs)
+    n = len(panel.pairs)
+    if axis == "w":
+        xs = list(stages.CHART_W)
+        per_x = [_per_pair(stages.scores(key, a, b, k, wv), n) for wv in xs]
+        title, marker = "w (neighbourhood radius, px)", w
+    else:
+        xs = stages.k_grid(panel.height * panel.width, k)
+        per_x = [_per_pair(stages.scores(key, a, b, kv, w), n) for kv in xs]
+        title, marker = "k (pixels)", k
+    series = []
+    for metric in chosen:
+        for i, pair in enumerate(panel.pairs):
+            series.append(dict(name=f"{metrics.METRICS[metric].name} · {pair.label}",
+                               y=[row[i][metric] for row in per_x], group=metric,
+                               dashed=i > 0))
+    fig = viz.metric_lines(xs, series, x_title=title, marker_x=marker,
+                           log_x=(axis == "k"))
+    st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
+                    key=f"{panel.key}.chart.{axis}")
+
+
+def _notes(panel: PanelInput, values: list[dict[str, float]], m: dict[str, np.ndarray],
+           k: int, shown: Pair) -> None:
+    from explorer import metrics
+
+    notes = []
+    for pair, vals in zip(panel.pairs, values):
+        undefined = [metrics.METRICS[key].name for key, v in vals.items() if math.isnan(v)]
+        if undefined:
+            kinds = {metrics.METRICS[key].kind for key, v in vals.items() if math.isnan(v)}
+            why = "; ".join(UNDEFINED_WHY[kind] for kind in sorted(kinds))
+            notes.append(f"**{pair.label}**: {', '.join(undefined)} {why}.")
+        if pair.note:
+            notes.append(f"**{pair.label}**: {pair.note}")
+    found_a = int(m["orig_diverse_count"])
+    found_b = int(m["adv_diverse_count"])
+    if found_a < k or found_b < k:
+        notes.append(
+            f"Diverse top-k ({shown.label}): only {found_a} (original) and {found_b} "
+            f"(perturbed) pixels of k = {k} can be picked at least w+1 pixels apart; the "
+            "diverse scores still divide by k.")
+    for text in notes:
+        st.caption(text)
+
+
+@st.fragment
+def analysis(panel: PanelInput) -> None:
+    """k / w sliders, the metric table and the views; reruns alone when they change."""
+    from explorer import metrics
+
+    ds, h, wd = panel.dataset, panel.height, panel.width
+    k_key, w_key = f"cfg.k.{ds}", f"cfg.w.{ds}"
+    c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
+    with c1:
+        k = st.slider("k (top pixels compared)", 1, h * wd, key=k_key,
+                      help=f"Size of the top-k sets, 1 .. H·W = {h * wd}.")
+    with c2:
+        w = st.slider("w (neighbourhood radius, px)", 0, stages.W_MAX, key=w_key,
+                      help="LENS counts a top-k pixel as kept when it lies in the "
+                           "(2w+1)×(2w+1) square around a top-k pixel of the other map.")
+    labels = [p.label for p in panel.pairs]
+    with c3:
+        if len(panel.pairs) > 1:
+            shown_label = st.radio("Pictures show", labels, key=f"{panel.key}.shown",
+                                   horizontal=True)
+        else:
+            shown_label = labels[0]
+            st.caption(f"Pictures show: {shown_label}")
+    try:
+        k = metrics.validate_k(int(k), h, wd)
+        w = metrics.validate_w(int(w))
+    except ValueError as exc:
+        st.error(f"{exc}")
+        return
+    if panel.sync_url:
+        if st.query_params.get("k") != str(k) or st.query_params.get("w") != str(w):
+            st.query_params["k"] = str(k)
+            st.query_params["w"] = str(w)
+
+    key, a, b = _stacked(panel.pairs)
+    values = _per_pair(stages.scores(key, a, b, k, w), len(panel.pairs))
+    st.markdown(metric_table_html(values, labels, k=k, w=w), unsafe_allow_html=True)
+
+    shown = panel.pairs[labels.index(shown_label)]
+    m = stages.masks(shown.key, shown.a, shown.b, k, w)
+    _notes(panel, values, m, k, shown)
+
+    tab_names = ["Neighbourhood overlap", "Diverse pixels", "Scores vs w", "Scores vs k"]
+    if panel.histories:
+        tab_names.append("Attack history")
+    tabs = st.tabs(tab_names, key=f"{panel.key}.tabs", on_change="rerun")
+    with tabs[0]:
+        if tabs[0].open:
+            show_hood = st.toggle("Show the neighbourhood N_w translucent", value=True,
+                                  key=f"{panel.key}.hood")
+            st.plotly_chart(viz.overlap_figure(shown.a, shown.b, m, k=k, w=w,
+                                               show_neighbourhood=show_hood),
+                            width="stretch", config={"displayModeBar": False},
+                            key=f"{panel.key}.overlap")
+            st.caption(
+                "Left: the original top-k pixels, classed by where the other map's top-k lies: "
+                "exact match, within w of one of its pixels, or lost. Right: the perturbed "
+                "map's top-k, classed against the original's: exact, within w, or new. "
+                "Exact + within, divided by k, is the LENS score in the legend title.")
+    with tabs[1]:
+        if tabs[1].open:
+            squares = st.toggle("Show exclusion squares", value=False, key=f"{panel.key}.squares",
+                                disabled=(w == 0))
+            st.plotly_chart(viz.diverse_figure(shown.a, shown.b, m, k=k, w=w,
+                                               show_squares=squares),
+                            width="stretch", config={"displayModeBar": False},
+                            key=f"{panel.key}.diverse")
+            st.caption(
+                "Diverse top-k walks the pixels from the top and keeps a pixel only when it is "
+                "outside the (2w+1)×(2w+1) square of every pixel kept so far; at w = 0 it is "
+                "the plain top-k.")
+    for i, axis in ((2, "w"), (3, "k")):
+        with tabs[i]:
+            if tabs[i].open:
+                chosen = st.multiselect(
+                    "Metrics", list(metrics.METRIC_KEYS), default=list(CHART_DEFAULT),
+                    format_func=lambda key: metrics.METRICS[key].name,
+                    key=f"{panel.key}.chartmetrics.{axis}")
+                if chosen:
+                    _chart(panel, k, w, axis, chosen)
+                if len(panel.pairs) > 1:
+                    st.caption(f"Solid: {panel.pairs[0].label}; dashed: "
+                               + ", ".join(p.label for p in panel.pairs[1:]) + ".")
+    if panel.histories:
+        with tabs[-1]:
+            if tabs[-1].open:
+                st.plotly_chart(viz.history_chart(panel.histories,
+                                                  measure=metrics.METRICS[panel.measure].name),
+                                width="stretch", config={"displayModeBar": False},
+                                key=f"{panel.key}.history")
+                st.caption("The selection measure of the best label-preserving iterate found "
+                           "so far, per step (step 0 is the unperturbed input).")
+    if panel.export is not None:
+        _export_row(panel, k, w, labels, values, shown, m)
+
+
+def _export_row(panel: PanelInput, k: int, w: int, labels: list[str],
+                values: list[dict[str, float]], shown: Pair, m: dict[str, np.ndarray]) -> None:
+    ctx = panel.export
+    stem = f"{ctx.config.get('dataset')}-{ctx.config.get('model')}-{ctx.config.get('method')}-" \
+           f"{ctx.config.get('attack')}-k{k}-w{w}"
+    shown_values = values[labels.index(shown.label)]
+
+    def json_bytes() -> str:
+        return export.view_json(ctx, k=k, w=w, labels=labels, values=values)
+
+    def figure(fmt_name: str):
+        def make() -> bytes:
+            return export.panel_bytes(ctx, label=shown.label, a=shown.a, b=shown.b, masks=m,
+                                      k=k, w=w, values=shown_values, fmt=fmt_name)
+        return make
+
+    st.markdown("**Export and share**")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("JSON: configuration + scores", data=json_bytes,
+                       file_name=f"{stem}.json", mime="application/json", on_click="ignore",
+                       icon=":material/data_object:", key=f"{panel.key}.dl.json",
+                       width="stretch")
+    c2.download_button(f"Figure PNG ({shown.label})", data=figure("png"),
+                       file_name=f"{stem}.png", mime="image/png", on_click="ignore",
+                       icon=":material/image:", key=f"{panel.key}.dl.png", width="stretch")
+    c3.download_button(f"Figure PDF ({shown.label})", data=figure("pdf"),
+                       file_name=f"{stem}.pdf", mime="application/pdf", on_click="ignore",
+                       icon=":material/picture_as_pdf:", key=f"{panel.key}.dl.pdf",
+                       width="stretch")
+    st.caption("The page address reproduces this view (dataset, model, image, method, attack "
+               "and its parameters, seed, k, w): copy it from the address bar to share it. "
+               "Uploaded images are not part of links.")

@@ -1,0 +1,482 @@
+"""Arrays -> figures (plotly for the page, matplotlib for exported files).
+
+Rendering only: every number drawn here is computed elsewhere (maps by
+``explorer.attributions``, masks, ranks and scores by ``explorer.metrics``) and passed in as
+numpy arrays. Shapes: an image is ``(C, H, W)`` in ``[0, 1]``; a map or mask is ``(H, W)``.
+
+Colours follow the Okabe-Ito palette (readable with the common colour-vision deficiencies) and
+work on light and dark backgrounds.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Mapping, Sequence
+
+import numpy as np
+
+# Category colours (Okabe-Ito).
+EXACT = "#009E73"  # bluish green: the pixel is in both top-k sets
+WITHIN = "#E69F00"  # orange: not in the other top-k, but within w of one of its pixels
+MISSED = "#882255"  # wine: lost (original) / new (attacked)
+NEIGHBOURHOOD = "rgba(86, 180, 233, 0.35)"  # translucent sky blue: N_w of the other top-k
+TOPK = "#56B4E9"  # sky blue: a top-k pixel (diverse view)
+DIVERSE = "#CC79A7"  # reddish purple: a diverse top-k pick
+SQUARE = "#F0E442"  # yellow: exclusion square around a diverse pick
+MAP_COLORSCALE = "Inferno"
+MAP_CMAP = "inferno"
+
+_NAN = float("nan")
+
+
+# --------------------------------------------------------------------------------------------
+# Array helpers (display conversions only)
+# --------------------------------------------------------------------------------------------
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` in [0, 1] (C = 1 or 3) -> ``(H, W, 3)`` uint8 for display."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"image must have shape (C, H, W) with C = 1 or 3; got {image.shape}")
+    hwc = np.clip(image, 0.0, 1.0).transpose(1, 2, 0)
+    if hwc.shape[2] == 1:
+        hwc = np.repeat(hwc, 3, axis=2)
+    return (hwc * 255.0 + 0.5).astype(np.uint8)
+
+
+def perturbation_rgb(x: np.ndarray, x_adv: np.ndarray) -> tuple[np.ndarray, float]:
+    """Amplified perturbation for display, and the amplification factor.
+
+    ``delta = x_adv - x`` is shown as ``0.5 + factor * delta`` (mid-grey = unchanged), with
+    ``factor = 0.5 / max|delta|`` so the largest change reaches black or white. An unchanged
+    image gives a flat grey picture and factor 0.
+    """
+    delta = np.asarray(x_adv, dtype=np.float32) - np.asarray(x, dtype=np.float32)
+    peak = float(np.abs(delta).max()) if delta.size else 0.0
+    factor = 0.5 / peak if peak > 0 else 0.0
+    return to_rgb(0.5 + factor * delta), factor
+
+
+def _axis_common() -> dict:
+    return dict(showticklabels=False, showgrid=False, zeroline=False, ticks="")
+
+
+def _square_layout(fig, n_cols: int, height: int, legend: bool = False) -> None:
+    for i in range(1, n_cols + 1):
+        suffix = "" if i == 1 else str(i)
+        fig.layout[f"xaxis{suffix}"].update(**_axis_common(), constrain="domain")
+        fig.layout[f"yaxis{suffix}"].update(
+            **_axis_common(), autorange="reversed", scaleanchor=f"x{suffix}",
+            scaleratio=1, constrain="domain")
+    fig.update_layout(
+        height=height, margin=dict(l=4, r=4, t=28, b=4),
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+        showlegend=legend, dragmode=False,
+    )
+    fig.update_annotations(font_size=12)
+
+
+def _subplots(titles: Sequence[str], spacing: float = 0.02):
+    from plotly.subplots import make_subplots
+
+    return make_subplots(rows=1, cols=len(titles), subplot_titles=list(titles),
+                         horizontal_spacing=spacing)
+
+
+def _rank_hover(name: str) -> str:
+    return (f"<b>{name}</b><br>row %{{y}}, col %{{x}}<br>value %{{z:.4g}}"
+            "<br>rank %{customdata} (1 = top)<extra></extra>")
+
+
+# --------------------------------------------------------------------------------------------
+# Plotly figures for the page
+# --------------------------------------------------------------------------------------------
+
+def side_by_side(
+    image: np.ndarray,
+    image_adv: np.ndarray | None,
+    map_orig: np.ndarray,
+    map_adv: np.ndarray | None,
+    rank_orig: np.ndarray,
+    rank_adv: np.ndarray | None,
+    *,
+    titles: Sequence[str] = ("original", "attacked", "perturbation", "original map", "attacked map"),
+    overlay: float = 0.0,
+    height: int = 250,
+    compact: bool = False,
+):
+    """Original image, attacked image, amplified perturbation, original and attacked maps.
+
+    Both maps share one colour scale (0 .. the larger of the two maxima) with one colour bar.
+    Hovering a map pixel shows its value and rank (``rank_*`` are 0-based rank positions from
+    ``explorer.metrics.rank_positions``; shown 1-based). ``overlay`` in [0, 1): when > 0 each map is
+    drawn over its image with that much opacity of the image showing through. Without an attacked
+    input (``image_adv is None``), only the original image and map are drawn.
+    ``compact`` leaves out the attacked image and the perturbation (image, map, attacked map).
+    Returns ``(figure, amplification factor or None)``.
+    """
+    import plotly.graph_objects as go
+
+    has_adv = image_adv is not None and map_adv is not None
+    if has_adv and compact:
+        factor = None
+        panel_titles = [titles[0], titles[3], titles[4]]
+    elif has_adv:
+        pert, factor = perturbation_rgb(image, image_adv)
+        panel_titles = list(titles)
+        panel_titles[2] = f"{titles[2]} (×{factor:.3g})" if factor else f"{titles[2]} (none)"
+    else:
+        factor = None
+        panel_titles = [titles[0], titles[3]]
+    fig = _subplots(panel_titles)
+    zmax = float(max(map_orig.max(), map_adv.max() if has_adv else 0.0))
+    if zmax <= 0:
+        zmax = 1.0
+    rgb = to_rgb(image)
+    col = 1
+    fig.add_trace(go.Image(z=rgb, hovertemplate="row %{y}, col %{x}<extra>original</extra>"), 1, col)
+    if has_adv and not compact:
+        col += 1
+        fig.add_trace(go.Image(z=to_rgb(image_adv),
+                               hovertemplate="row %{y}, col %{x}<extra>attacked</extra>"), 1, col)
+        col += 1
+        fig.add_trace(go.Image(z=pert, hovertemplate="row %{y}, col %{x}<extra>perturbation</extra>"),
+                      1, col)
+    maps = [(map_orig, rank_orig, rgb, panel_titles[-2 if has_adv else -1])]
+    if has_adv:
+        maps.append((map_adv, rank_adv, to_rgb(image_adv), panel_titles[-1]))
+    for m, r, under, name in maps:
+        col += 1
+        if overlay > 0:
+            fig.add_trace(go.Image(z=under, hoverinfo="skip"), 1, col)
+        fig.add_trace(go.Heatmap(
+            z=m, customdata=np.asarray(r) + 1, coloraxis="coloraxis",
+            opacity=(1.0 - overlay) if overlay > 0 else 1.0,
+            hovertemplate=_rank_hover(name)), 1, col)
+    _square_layout(fig, col, height)
+    fig.update_layout(coloraxis=dict(
+        colorscale=MAP_COLORSCALE, cmin=0.0, cmax=zmax,
+        colorbar=dict(title=dict(text="map", side="right"), thickness=10, len=0.9, x=1.0,
+                      xpad=4)))
+    return fig, factor
+
+
+def _category_layer(masks: Sequence[tuple[np.ndarray, str]], shape: tuple[int, int]):
+    """Stack masks into one float layer (NaN = nothing) with a discrete colour scale."""
+    z = np.full(shape, _NAN, dtype=np.float32)
+    text = np.full(shape, "", dtype=object)
+    colours = []
+    for value, (mask, colour, label) in enumerate(masks):
+        mask = np.asarray(mask, dtype=bool)
+        z[mask] = value
+        text[mask] = label
+        colours.append(colour)
+    n = max(len(colours), 1)
+    scale = []
+    for i, c in enumerate(colours):
+        scale += [[i / n, c], [(i + 1) / n, c]]
+    if not scale:
+        scale = [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]]
+    return z, text, scale, (-0.5, n - 0.5)
+
+
+def _layers_trace(layers, shape, name: str):
+    import plotly.graph_objects as go
+
+    z, text, scale, (zmin, zmax) = _category_layer(layers, shape)
+    n = len(layers)
+    # Map category index i to the middle of its colour band.
+    zc = np.where(np.isnan(z), _NAN, (z + 0.5) / max(n, 1))
+    return go.Heatmap(z=zc, text=text, colorscale=scale, zmin=0, zmax=1, showscale=False,
+                      hovertemplate=f"<b>{name}</b><br>row %{{y}}, col %{{x}}<br>%{{text}}<extra></extra>",
+                      hoverongaps=False)
+
+
+def _background_trace(m: np.ndarray, zmax: float):
+    import plotly.graph_objects as go
+
+    return go.Heatmap(z=m, colorscale="Greys", reversescale=True, zmin=0, zmax=zmax,
+                      showscale=False, opacity=0.55, hoverinfo="skip")
+
+
+def _legend_entry(fig, label: str, colour: str, group: str, symbol: str = "square"):
+    import plotly.graph_objects as go
+
+    fig.add_trace(go.Scatter(
+        x=[None], y=[None], mode="markers", name=label, legendgroup=group,
+        marker=dict(color=colour, size=11, symbol=symbol), hoverinfo="skip"), 1, 1)
+
+
+def overlap_figure(
+    map_orig: np.ndarray,
+    map_adv: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    *,
+    k: int,
+    w: int,
+    show_neighbourhood: bool = True,
+    height: int = 330,
+):
+    """Which top-k pixels matched exactly, moved within ``w``, or were lost / are new.
+
+    ``masks`` are the numpy versions of ``explorer.metrics.overlap_masks(a, b, k, w)``. Left:
+    the original map with ``S_k(a)`` split into exact / within / lost, over the translucent
+    ``N_w(S_k(b))``. Right: the attacked map with ``S_k(b)`` split into exact / within / new,
+    over ``N_w(S_k(a))``. Legend counts are pixel counts; (exact + within) / k is the LENS score.
+    """
+    import plotly.graph_objects as go
+
+    shape = map_orig.shape
+    zmax = float(max(map_orig.max(), map_adv.max(), 1e-12))
+    n = {key: int(np.asarray(masks[key]).sum()) for key in
+         ("orig_exact", "orig_within", "orig_lost", "adv_exact", "adv_within", "adv_new")}
+    prec = (n["orig_exact"] + n["orig_within"]) / k
+    rec = (n["adv_exact"] + n["adv_within"]) / k
+    fig = _subplots([f"original top-k: (exact + within)/k = {prec:.3f}  (LENS-prec)",
+                     f"attacked top-k: (exact + within)/k = {rec:.3f}  (LENS-recall)"], 0.04)
+    panels = [
+        (map_orig, "adv_neighbourhood", [("orig_exact", EXACT, "exact match"),
+                                          ("orig_within", WITHIN, f"within w={w}"),
+                                          ("orig_lost", MISSED, "lost")], "original map"),
+        (map_adv, "orig_neighbourhood", [("adv_exact", EXACT, "exact match"),
+                                          ("adv_within", WITHIN, f"within w={w}"),
+                                          ("adv_new", MISSED, "new")], "attacked map"),
+    ]
+    for col, (m, hood_key, cats, name) in enumerate(panels, start=1):
+        fig.add_trace(_background_trace(m, zmax), 1, col)
+        layers = []
+        if show_neighbourhood:
+            layers.append((masks[hood_key], NEIGHBOURHOOD,
+                           "neighbourhood N_w of the other map's top-k"))
+        layers += [(masks[key], colour, label) for key, colour, label in cats]
+        fig.add_trace(_layers_trace(layers, shape, name), 1, col)
+    entries = [
+        (f"original: exact {n['orig_exact']}", EXACT, "o"),
+        (f"original: within w {n['orig_within']}", WITHIN, "o"),
+        (f"original: lost {n['orig_lost']}", MISSED, "o"),
+        (f"attacked: exact {n['adv_exact']}", EXACT, "a"),
+        (f"attacked: within w {n['adv_within']}", WITHIN, "a"),
+        (f"attacked: new {n['adv_new']}", MISSED, "a"),
+    ]
+    if show_neighbourhood:
+        entries.append((f"N_w of the other top-k (w={w})", NEIGHBOURHOOD, "n"))
+    for label, colour, group in entries:
+        _legend_entry(fig, label, colour, group)
+    _square_layout(fig, 2, height, legend=True)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.02, x=0, font_size=11),
+                      margin=dict(l=4, r=4, t=28, b=60))
+    return fig
+
+
+def _square_outlines(mask: np.ndarray, w: int) -> tuple[list, list]:
+    """x/y coordinates of the outline of the (2w+1)-square around every set pixel, None-separated."""
+    ys, xs = np.nonzero(np.asarray(mask, dtype=bool))
+    h, wd = mask.shape
+    px: list = []
+    py: list = []
+    for r, c in zip(ys.tolist(), xs.tolist()):
+        x0, x1 = max(c - w, 0) - 0.5, min(c + w, wd - 1) + 0.5
+        y0, y1 = max(r - w, 0) - 0.5, min(r + w, h - 1) + 0.5
+        px += [x0, x1, x1, x0, x0, None]
+        py += [y0, y0, y1, y1, y0, None]
+    return px, py
+
+
+def diverse_figure(
+    map_orig: np.ndarray,
+    map_adv: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    *,
+    k: int,
+    w: int,
+    show_squares: bool = False,
+    height: int = 330,
+):
+    """Top-k picks and greedy diverse top-k picks ``D_k`` on both maps.
+
+    ``masks`` as in :func:`overlap_figure` (``*_topk``, ``*_diverse``, ``*_diverse_count``).
+    ``show_squares`` outlines the exclusion square (side 2w+1) around every diverse pick.
+    """
+    import plotly.graph_objects as go
+
+    shape = map_orig.shape
+    zmax = float(max(map_orig.max(), map_adv.max(), 1e-12))
+    titles = []
+    for side, label in (("orig", "original"), ("adv", "attacked")):
+        found = int(np.asarray(masks[f"{side}_diverse_count"]))
+        note = f"{found} of k = {k} found" if found < k else f"all k = {k} found"
+        titles.append(f"{label}: diverse top-k, {note}")
+    fig = _subplots(titles, 0.04)
+    for col, (m, side, name) in enumerate(((map_orig, "orig", "original map"),
+                                           (map_adv, "adv", "attacked map")), start=1):
+        topk = np.asarray(masks[f"{side}_topk"], dtype=bool)
+        div = np.asarray(masks[f"{side}_diverse"], dtype=bool)
+        fig.add_trace(_background_trace(m, zmax), 1, col)
+        layers = [(topk & ~div, TOPK, "top-k pixel"),
+                  (div & topk, DIVERSE, "diverse pick (also in top-k)"),
+                  (div & ~topk, DIVERSE, "diverse pick")]
+        fig.add_trace(_layers_trace(layers, shape, name), 1, col)
+        if show_squares and w > 0:
+            px, py = _square_outlines(div, w)
+            fig.add_trace(go.Scatter(x=px, y=py, mode="lines", hoverinfo="skip",
+                                     line=dict(color=SQUARE, width=1), showlegend=False), 1, col)
+    _legend_entry(fig, "top-k pixel", TOPK, "t")
+    _legend_entry(fig, "diverse top-k pick", DIVERSE, "d")
+    if show_squares and w > 0:
+        _legend_entry(fig, f"exclusion square ({2 * w + 1}×{2 * w + 1})", SQUARE, "s",
+                      symbol="square-open")
+    _square_layout(fig, 2, height, legend=True)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.02, x=0, font_size=11),
+                      margin=dict(l=4, r=4, t=28, b=40))
+    return fig
+
+
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
+           "#999999", "#F0E442", "#882255", "#44AA99")
+
+
+def metric_lines(
+    xs: Sequence[float],
+    series: Sequence[Mapping],
+    *,
+    x_title: str,
+    y_title: str = "score",
+    marker_x: float | None = None,
+    log_x: bool = False,
+    height: int = 300,
+):
+    """Lines of scores against ``xs``.
+
+    ``series``: dicts with ``name``, ``y`` (values; NaN gaps allowed), ``group`` (series of the
+    same group share a colour) and ``dashed`` (bool). ``marker_x`` draws a vertical line at the
+    current setting.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    groups: dict = {}
+    for s in series:
+        colour = PALETTE[groups.setdefault(s.get("group", s["name"]), len(groups)) % len(PALETTE)]
+        ys = [None if (y is None or np.isnan(y)) else float(y) for y in s["y"]]
+        fig.add_trace(go.Scatter(
+            x=list(xs), y=ys, mode="lines+markers", name=s["name"],
+            line=dict(color=colour, dash="dash" if s.get("dashed") else "solid", width=2),
+            marker=dict(size=5, color=colour),
+            hovertemplate=f"{s['name']}<br>{x_title} = %{{x}}<br>%{{y:.3f}}<extra></extra>"))
+    if marker_x is not None:
+        fig.add_vline(x=marker_x, line=dict(color="grey", width=1, dash="dot"))
+    fig.update_layout(height=height, margin=dict(l=4, r=4, t=10, b=4),
+                      xaxis_title=x_title, yaxis_title=y_title,
+                      legend=dict(font_size=11), hovermode="closest")
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def history_chart(histories: Mapping[str, np.ndarray], *, measure: str, height: int = 260):
+    """Selection measure of the best label-preserving iterate so far, per attack step."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, h in histories.items():
+        h = np.asarray(h, dtype=np.float64).ravel()
+        fig.add_trace(go.Scatter(x=np.arange(h.size), y=h, mode="lines", name=name,
+                                 hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.4f}}<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=4, r=4, t=10, b=4),
+                      xaxis_title="attack step (0 = unperturbed input)",
+                      yaxis_title=f"best {measure} so far", showlegend=len(histories) > 1)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Matplotlib export (offline-safe PNG / PDF)
+# --------------------------------------------------------------------------------------------
+
+def _rgba(hex_or_rgba: str) -> tuple[float, float, float, float]:
+    if hex_or_rgba.startswith("#"):
+        h = hex_or_rgba.lstrip("#")
+        return tuple(int(h[i:i + 2], 16) / 255 for i in (0, 2, 4)) + (1.0,)
+    inner = hex_or_rgba[hex_or_rgba.index("(") + 1:hex_or_rgba.index(")")]
+    r, g, b, a = (float(v) for v in inner.split(","))
+    return r / 255, g / 255, b / 255, a
+
+
+def _paint(shape, layers) -> np.ndarray:
+    out = np.zeros(shape + (4,), dtype=np.float32)
+    for mask, colour in layers:
+        out[np.asarray(mask, dtype=bool)] = _rgba(colour)
+    return out
+
+
+def export_panel(
+    image: np.ndarray,
+    image_adv: np.ndarray,
+    map_orig: np.ndarray,
+    map_adv: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    *,
+    k: int,
+    w: int,
+    title: str,
+    caption: str = "",
+):
+    """A matplotlib figure of the whole view: images, perturbation, maps, and the overlap panels."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    pert, factor = perturbation_rgb(image, image_adv)
+    zmax = float(max(map_orig.max(), map_adv.max(), 1e-12))
+    fig = Figure(figsize=(13.5, 6.2), dpi=110, layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.15])
+    axes = top.subplots(1, 5)
+    panels = [(to_rgb(image), "original"), (to_rgb(image_adv), "attacked"),
+              (pert, f"perturbation (×{factor:.3g})" if factor else "perturbation (none)")]
+    for ax, (im, t) in zip(axes[:3], panels):
+        ax.imshow(im, interpolation="nearest")
+        ax.set_title(t, fontsize=10)
+    for ax, m, t in ((axes[3], map_orig, "original map"), (axes[4], map_adv, "attacked map")):
+        handle = ax.imshow(m, cmap=MAP_CMAP, vmin=0, vmax=zmax, interpolation="nearest")
+        ax.set_title(t, fontsize=10)
+    top.colorbar(handle, ax=list(axes[3:]), shrink=0.8, label="map value (shared scale)")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    bax = bottom.subplots(1, 2)
+    n = {key: int(np.asarray(masks[key]).sum()) for key in
+         ("orig_exact", "orig_within", "orig_lost", "adv_exact", "adv_within", "adv_new")}
+    sides = [
+        (bax[0], map_orig, "adv_neighbourhood", ("orig_exact", "orig_within", "orig_lost"),
+         ("exact", "within w", "lost"), "original top-k", "LENS-prec"),
+        (bax[1], map_adv, "orig_neighbourhood", ("adv_exact", "adv_within", "adv_new"),
+         ("exact", "within w", "new"), "attacked top-k", "LENS-recall"),
+    ]
+    for ax, m, hood, keys, labels, name, score in sides:
+        ax.imshow(m, cmap="Greys", vmin=0, vmax=zmax, alpha=0.55, interpolation="nearest")
+        layers = [(masks[hood], NEIGHBOURHOOD)] + [
+            (masks[key], c) for key, c in zip(keys, (EXACT, WITHIN, MISSED))]
+        ax.imshow(_paint(m.shape, layers), interpolation="nearest")
+        frac = (n[keys[0]] + n[keys[1]]) / k
+        ax.set_title(f"{name}: (exact + within)/k = {frac:.3f} ({score})", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        handles = [Patch(color=_rgba(c), label=f"{lab} {n[key]}")
+                   for key, lab, c in zip(keys, labels, (EXACT, WITHIN, MISSED))]
+        handles.append(Patch(color=_rgba(NEIGHBOURHOOD), label=f"N_w other top-k (w={w})"))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  frameon=False)
+    fig.suptitle(title, fontsize=11)
+    if caption:
+        fig.text(0.01, 0.003, caption, fontsize=7, ha="left", va="bottom")
+    return fig
+
+
+def figure_bytes(fig, fmt: str) -> bytes:
+    """Render a matplotlib figure to ``png`` or ``pdf`` bytes."""
+    if fmt not in ("png", "pdf"):
+        raise ValueError(f"format must be 'png' or 'pdf'; got {fmt!r}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    return buf.getvalue()
