@@ -96,6 +96,9 @@ def _check_model(model, x: torch.Tensor) -> None:
         raise ValueError(f"model must be a torch.nn.Module mapping [0, 1] inputs to logits; "
                          f"got {type(model).__name__}")
     if isinstance(model, nn.Module):
+        if model.training:
+            raise ValueError("model is in training mode; call model.eval() first (attributions "
+                             "must not depend on the batch or update batch-norm statistics)")
         p = next(model.parameters(), None)
         if p is not None and p.device != x.device:
             raise ValueError(f"x is on {x.device} but the model is on {p.device}; move both to "

@@ -1,0 +1,191 @@
+"""Tests for explorer.surrogate: the smooth copy used for attack gradients."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from explorer.surrogate import UnsupportedActivation, smooth_model
+
+
+def sp(z, beta):
+    return torch.log1p(torch.exp(beta * z)) / beta
+
+
+Z = torch.linspace(-8.0, 12.0, 41, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 5.0])
+def test_relu_becomes_softplus(beta):
+    s = smooth_model(nn.ReLU(), beta)
+    torch.testing.assert_close(s(Z), sp(Z, beta))
+
+
+@pytest.mark.parametrize("beta", [1.0, 3.0])
+def test_relu6_becomes_difference_of_softplus(beta):
+    s = smooth_model(nn.Sequential(nn.ReLU6(inplace=True)), beta)
+    torch.testing.assert_close(s(Z), sp(Z, beta) - sp(Z - 6, beta))
+    # Far from the kinks it is ReLU6 again.
+    big = smooth_model(nn.ReLU6(), 50.0)
+    torch.testing.assert_close(big(torch.tensor([-5.0, 3.0, 11.0])), torch.tensor([0.0, 3.0, 6.0]),
+                               atol=1e-4, rtol=0)
+
+
+def test_leaky_relu_formula():
+    s = smooth_model(nn.Sequential(nn.LeakyReLU(0.2)), 2.0)
+    torch.testing.assert_close(s(Z), 0.2 * Z + 0.8 * sp(Z, 2.0))
+
+
+def test_hardtanh_hardswish_hardsigmoid():
+    b = 4.0
+    relu6 = sp(Z + 3, b) - sp(Z - 3, b)
+    torch.testing.assert_close(smooth_model(nn.Hardtanh(-1.0, 2.0), b)(Z),
+                               -1.0 + sp(Z + 1, b) - sp(Z - 2, b))
+    torch.testing.assert_close(smooth_model(nn.Hardsigmoid(), b)(Z), relu6 / 6)
+    torch.testing.assert_close(smooth_model(nn.Hardswish(), b)(Z), Z * relu6 / 6)
+
+
+class Functional(nn.Module):
+    """Activations called as functions (and in place) inside forward."""
+
+    def __init__(self, which):
+        super().__init__()
+        self.which = which
+
+    def forward(self, z):
+        if self.which == "F.relu":
+            return F.relu(z)
+        if self.which == "torch.relu":
+            return torch.relu(z)
+        if self.which == "method":
+            return z.relu()
+        if self.which == "inplace":
+            y = z * 1.0
+            F.relu(y, inplace=True)  # return value ignored: in-place semantics must hold
+            return y
+        if self.which == "relu_":
+            y = z * 1.0
+            y.relu_()
+            return y
+        if self.which == "F.relu6":
+            return F.relu6(z)
+        if self.which == "F.leaky_relu":
+            return F.leaky_relu(z, 0.1)
+        raise AssertionError
+
+
+@pytest.mark.parametrize("which", ["F.relu", "torch.relu", "method", "inplace", "relu_"])
+def test_functional_relu_calls_are_smoothed(which):
+    s = smooth_model(Functional(which), 1.5)
+    torch.testing.assert_close(s(Z), sp(Z, 1.5))
+
+
+def test_functional_relu6_and_leaky():
+    torch.testing.assert_close(smooth_model(Functional("F.relu6"), 1.0)(Z), sp(Z, 1.0) - sp(Z - 6, 1.0))
+    torch.testing.assert_close(smooth_model(Functional("F.leaky_relu"), 1.0)(Z), 0.1 * Z + 0.9 * sp(Z, 1.0))
+
+
+def test_functional_mode_does_not_leak_outside_the_surrogate():
+    s = smooth_model(Functional("F.relu"), 1.0)
+    s(Z)
+    torch.testing.assert_close(F.relu(Z), Z.clamp_min(0))
+    torch.testing.assert_close(Functional("F.relu")(Z), Z.clamp_min(0))
+
+
+def small_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Flatten(),
+                         nn.Linear(4 * 6 * 6, 8), nn.LeakyReLU(0.05), nn.Linear(8, 3)).eval()
+
+
+def test_original_model_is_never_modified():
+    net = small_net()
+    before = copy.deepcopy(net.state_dict())
+    x = torch.rand(2, 1, 6, 6)
+    out_before = net(x)
+    s = smooth_model(net, 1.0)
+    s(x.clone().requires_grad_()).sum().backward()
+    assert [type(m) for m in net.modules()] == [type(m) for m in small_net().modules()]
+    for key, val in net.state_dict().items():
+        assert torch.equal(val, before[key])
+    assert all(p.requires_grad for p in net.parameters())
+    assert all(p.grad is None for p in net.parameters())
+    assert not any(p.requires_grad for p in s.parameters())
+    torch.testing.assert_close(net(x), out_before)
+    assert not s.training and isinstance(net[1], nn.ReLU)
+
+
+def test_same_weights_and_converges_to_original_for_large_beta():
+    net = small_net()
+    x = torch.rand(3, 1, 6, 6)
+    s = smooth_model(net, 1000.0)
+    torch.testing.assert_close(s(x), net(x), atol=5e-3, rtol=0)
+    far = (smooth_model(net, 0.5)(x) - net(x)).abs().max()
+    assert far > 1e-2  # a soft surrogate really is different
+
+
+def test_unsupported_module_is_named():
+    net = nn.Sequential(nn.Linear(3, 3), nn.Sequential(nn.Linear(3, 3), nn.PReLU()))
+    with pytest.raises(UnsupportedActivation, match=r"module '1\.1' is PReLU.*supported: ReLU"):
+        smooth_model(net)
+    assert issubclass(UnsupportedActivation, ValueError)
+
+
+def test_unsupported_function_is_named():
+    class UsesPrelu(nn.Module):
+        def forward(self, z):
+            return F.prelu(z, torch.tensor([0.25]))
+
+    s = smooth_model(UsesPrelu())
+    with pytest.raises(UnsupportedActivation, match=r"calls (F|torch)\.prelu inside forward.*supported: ReLU"):
+        s(torch.randn(2, 3))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_torchscript_module_is_refused():
+    scripted = torch.jit.script(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+    with pytest.raises(UnsupportedActivation, match="TorchScript"):
+        smooth_model(nn.Sequential(scripted))
+
+
+@pytest.mark.parametrize("beta", [0, -1.0, float("nan"), float("inf"), "2", True])
+def test_bad_beta(beta):
+    with pytest.raises(ValueError, match="beta .* must be a finite number > 0"):
+        smooth_model(small_net(), beta)
+
+
+def test_not_a_module():
+    with pytest.raises(ValueError, match="torch.nn.Module"):
+        smooth_model(lambda x: x)
+
+
+def test_second_derivative_nonzero_through_surrogate_zero_through_relu():
+    net = small_net()
+    x = torch.rand(2, 1, 6, 6, requires_grad=True)
+    v = torch.randn(2, 1, 6, 6)
+
+    def hvp(model):
+        g, = torch.autograd.grad(model(x)[:, 0].sum(), x, create_graph=True)
+        h, = torch.autograd.grad((g * v).sum(), x, allow_unused=True)
+        return torch.zeros_like(x) if h is None else h
+
+    assert hvp(net).abs().max() == 0
+    assert hvp(smooth_model(net, 2.0)).abs().max() > 1e-4
+
+
+def test_efficientnet_lite0_relu6_is_smoothed():
+    from efficientnet_lite_pytorch import EfficientNet
+
+    torch.manual_seed(0)
+    net = EfficientNet.from_name("efficientnet-lite0").eval()
+    n_relu6 = sum(isinstance(m, nn.ReLU6) for m in net.modules())
+    assert n_relu6 > 0
+    s = smooth_model(net, 10.0)
+    assert not any(isinstance(m, nn.ReLU6) for m in s.modules())
+    assert sum(isinstance(m, nn.ReLU6) for m in net.modules()) == n_relu6
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    g, = torch.autograd.grad(s(x)[0, 0], x, create_graph=True)
+    h, = torch.autograd.grad(g.pow(2).sum(), x)
+    assert torch.isfinite(h).all() and h.abs().max() > 0
