@@ -121,7 +121,7 @@ def metric_table_html(values: Sequence[dict[str, float]], labels: Sequence[str],
     ``values[i][key]`` is the score of pair ``i``; cells carry ``data-metric`` / ``data-pair``
     attributes (used by the tests) and the formula shows on hover over each metric name.
     """
-    pair_heads = "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
+    pair_heads = "".join(f'<th class="xm-pair">{html.escape(lab)}</th>' for lab in labels)
     rows = [TABLE_CSS, '<table class="xm-table">',
             f'<thead><tr><th></th><th>classical (k = {k})</th>{pair_heads}'
             f'<th class="xm-lens">LENS (w = {w})</th>{pair_heads}</tr></thead><tbody>']
