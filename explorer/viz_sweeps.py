@@ -1,0 +1,200 @@
+"""Figures of batch-evaluation summaries: matplotlib (report) and plotly (Sweeps page).
+
+Drawing only: the inputs are the tables of :mod:`explorer.report` (``curve_table``,
+``summary_table``): a mean column per metric key plus ``KEY_lo`` / ``KEY_hi`` interval columns.
+Metric display names come from :data:`explorer.metrics.METRICS`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from . import metrics
+
+__all__ = ["ATTACK_COLORS", "MODEL_COLORS", "mpl_curves", "mpl_models", "save",
+           "plotly_curves", "plotly_models"]
+
+ATTACK_COLORS = {"random_sign": "#7f7f7f", "topk": "#d62728", "mass_center": "#1f77b4",
+                 "lens_topk": "#9467bd", "random_walk": "#8c564b", "targeted": "#2ca02c"}
+MODEL_COLORS = {"natural": "#ff7f0e", "pgd": "#2ca02c"}
+_FALLBACK = ["#17becf", "#bcbd22", "#e377c2", "#393b79", "#637939"]
+AXIS_LABEL = {"epsilon": "ε (ℓ∞ budget, [0, 1] pixel units)", "w": "w (neighbourhood radius, px)"}
+
+
+def _color(table: dict, key: str, i: int) -> str:
+    return table.get(key, _FALLBACK[i % len(_FALLBACK)])
+
+
+def _attack_name(key: str) -> str:
+    try:
+        from .attacks import ATTACKS
+        return ATTACKS[key].name if key in ATTACKS else key
+    except ImportError:  # pragma: no cover - attacks always present in the package
+        return key
+
+
+def _y_range(key: str):
+    kind = metrics.METRICS[key].kind
+    if kind == "set":
+        return (0.0, 1.02)
+    if kind == "rank":
+        return (-0.05, 1.02)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# matplotlib
+# --------------------------------------------------------------------------------------------
+
+def mpl_curves(curve, along: str, metric_keys: Sequence[str], title: str = ""):
+    """One panel per metric, ``along`` on x, one line per attack (and line style per model when
+    the table holds several models), with the 95 % interval as a band."""
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in metric_keys if k in curve]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    models = list(dict.fromkeys(curve["model"]))
+    for ax, key in zip(axes[0], keys):
+        for i, att in enumerate(dict.fromkeys(curve["attack"])):
+            for j, model in enumerate(models):
+                c = curve[(curve["attack"] == att) & (curve["model"] == model)].sort_values(along)
+                if c.empty:
+                    continue
+                label = _attack_name(att) + (f" ({model})" if len(models) > 1 else "")
+                color = _color(ATTACK_COLORS, att, i)
+                ax.plot(c[along], c[key], styles[j % len(styles)], marker="o", ms=3.5,
+                        color=color, label=label)
+                ax.fill_between(c[along], c[key + "_lo"], c[key + "_hi"], color=color,
+                                alpha=0.15, linewidth=0)
+        info = metrics.METRICS[key]
+        ax.set_title(f"{info.name}\n{info.formula}", fontsize=9)
+        ax.set_xlabel(AXIS_LABEL.get(along, along), fontsize=8)
+        yr = _y_range(key)
+        if yr:
+            ax.set_ylim(*yr)
+        ax.grid(alpha=0.3)
+        if along == "w":
+            ax.set_xticks(sorted(set(curve["w"])))
+    axes[0][0].legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def mpl_models(tab, metric_keys: Sequence[str], title: str = ""):
+    """Grouped bars: one panel per metric, attacks on x, one bar per model with its interval."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    keys = [k for k in metric_keys if k in tab]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.8 * len(keys), 3.4), squeeze=False)
+    attacks = list(dict.fromkeys(tab["attack"]))
+    models = list(dict.fromkeys(tab["model"]))
+    width = 0.8 / max(1, len(models))
+    for ax, key in zip(axes[0], keys):
+        for j, model in enumerate(models):
+            means, errs = [], [[], []]
+            for att in attacks:
+                r = tab[(tab["attack"] == att) & (tab["model"] == model)]
+                if r.empty:
+                    means.append(np.nan)
+                    errs[0].append(0)
+                    errs[1].append(0)
+                    continue
+                m, lo, hi = float(r[key].iloc[0]), float(r[key + "_lo"].iloc[0]), \
+                    float(r[key + "_hi"].iloc[0])
+                means.append(m)
+                errs[0].append(max(0.0, m - lo))
+                errs[1].append(max(0.0, hi - m))
+            xs = np.arange(len(attacks)) + (j - (len(models) - 1) / 2) * width
+            ax.bar(xs, means, width, yerr=errs, capsize=3, label=model,
+                   color=_color(MODEL_COLORS, model, j))
+        info = metrics.METRICS[key]
+        ax.set_title(f"{info.name}\n{info.formula}", fontsize=9)
+        ax.set_xticks(range(len(attacks)))
+        ax.set_xticklabels([_attack_name(a) for a in attacks], fontsize=7, rotation=15)
+        yr = _y_range(key)
+        if yr:
+            ax.set_ylim(*yr)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, path) -> Path:
+    """Save a matplotlib figure as PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# plotly (interactive, for the Sweeps page)
+# --------------------------------------------------------------------------------------------
+
+def plotly_curves(curve, along: str, metric_keys: Sequence[str], title: str = ""):
+    """The plotly twin of :func:`mpl_curves` (hover shows mean and interval)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    keys = [k for k in metric_keys if k in curve]
+    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[
+        f"{metrics.METRICS[k].name}<br><sub>{metrics.METRICS[k].formula}</sub>" for k in keys])
+    models = list(dict.fromkeys(curve["model"]))
+    dashes = ["solid", "dash", "dot", "dashdot"]
+    for col, key in enumerate(keys, start=1):
+        for i, att in enumerate(dict.fromkeys(curve["attack"])):
+            for j, model in enumerate(models):
+                c = curve[(curve["attack"] == att) & (curve["model"] == model)].sort_values(along)
+                if c.empty:
+                    continue
+                color = _color(ATTACK_COLORS, att, i)
+                name = _attack_name(att) + (f" ({model})" if len(models) > 1 else "")
+                fig.add_trace(go.Scatter(
+                    x=c[along], y=c[key], mode="lines+markers", name=name, legendgroup=name,
+                    showlegend=col == 1, line=dict(color=color, dash=dashes[j % len(dashes)]),
+                    error_y=dict(type="data", symmetric=False, array=c[key + "_hi"] - c[key],
+                                 arrayminus=c[key] - c[key + "_lo"], thickness=1),
+                    hovertemplate=f"{name}<br>{along} = %{{x}}<br>mean = %{{y:.3f}}"
+                                  "<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text=AXIS_LABEL.get(along, along), row=1, col=col)
+        yr = _y_range(key)
+        if yr:
+            fig.update_yaxes(range=list(yr), row=1, col=col)
+    fig.update_layout(title=title, height=380, margin=dict(t=90, b=40, l=40, r=10))
+    return fig
+
+
+def plotly_models(tab, metric_keys: Sequence[str], title: str = ""):
+    """The plotly twin of :func:`mpl_models`."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    keys = [k for k in metric_keys if k in tab]
+    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[
+        f"{metrics.METRICS[k].name}<br><sub>{metrics.METRICS[k].formula}</sub>" for k in keys])
+    attacks = list(dict.fromkeys(tab["attack"]))
+    for col, key in enumerate(keys, start=1):
+        for j, model in enumerate(dict.fromkeys(tab["model"])):
+            r = tab[tab["model"] == model].set_index("attack").reindex(attacks)
+            fig.add_trace(go.Bar(
+                x=[_attack_name(a) for a in attacks], y=r[key], name=model, legendgroup=model,
+                showlegend=col == 1, marker_color=_color(MODEL_COLORS, model, j),
+                error_y=dict(type="data", symmetric=False, array=r[key + "_hi"] - r[key],
+                             arrayminus=r[key] - r[key + "_lo"])), row=1, col=col)
+        yr = _y_range(key)
+        if yr:
+            fig.update_yaxes(range=list(yr), row=1, col=col)
+    fig.update_layout(title=title, barmode="group", height=380,
+                      margin=dict(t=90, b=40, l=40, r=10))
+    return fig
