@@ -295,7 +295,7 @@ def _check_region(region, x: torch.Tensor) -> torch.Tensor:
         if not bool(((region == 0) | (region == 1)).all()):
             raise ValueError("region must be a boolean (or 0/1) mask; got other values")
         region = region != 0
-    if region.dim() == 2:
+    if tuple(region.shape) == (h, w):
         region = region.unsqueeze(0).expand(n, h, w)
     if tuple(region.shape) != (n, h, w):
         raise ValueError(f"region must have shape ({h}, {w}) or ({n}, {h}, {w}) to match x; got "

@@ -1,0 +1,301 @@
+"""Tests for explorer.attacks: budgets, label preservation, selection, seeding, validation."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from explorer import metrics
+from explorer.attacks import ATTACKS, AttackResult, DEFAULT_BETA, attack
+from explorer.attributions import attribution_map
+
+SIZE = 16
+
+
+def synthetic(n: int, gen: torch.Generator):
+    """Three classes on 16×16: a horizontal bar, a vertical bar, a 4×4 blob; random positions."""
+    x = 0.15 * torch.rand(n, 1, SIZE, SIZE, generator=gen)
+    y = torch.arange(n) % 3
+    pos = torch.randint(2, SIZE - 6, (n, 2), generator=gen)
+    for i in range(n):
+        r, c = pos[i].tolist()
+        if y[i] == 0:
+            x[i, 0, r:r + 2, 2:SIZE - 2] += 0.8
+        elif y[i] == 1:
+            x[i, 0, 2:SIZE - 2, c:c + 2] += 0.8
+        else:
+            x[i, 0, r:r + 4, c:c + 4] += 0.8
+    return x.clamp(0, 1), y
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small CNN trained in a second or two on the synthetic classes."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    x, y = synthetic(768, gen)
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 4 * 4, 32), nn.ReLU(), nn.Linear(32, 3))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for epoch in range(4):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 64):
+            idx = perm[i:i + 64]
+            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    for p in net.parameters():
+        p.grad = None
+    xt, yt = synthetic(60, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        pred = net(xt).argmax(1)
+    assert (pred == yt).float().mean() > 0.9, "fixture model failed to train"
+    keep = pred == yt
+    return net, xt[keep][:8]
+
+
+def run(net, x, kind="topk", **kw):
+    args = dict(epsilon=0.15, step_size=0.02, steps=15, attack_k=20, w=1)
+    if kind == "targeted":
+        region = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+        region[:4, :4] = True
+        args["region"] = region
+    args.update(kw)
+    return attack(net, x, attack=kind, **args)
+
+
+@pytest.mark.parametrize("kind", list(ATTACKS))
+def test_budget_range_and_label_for_every_attack(trained, kind):
+    net, x = trained
+    eps = 0.1
+    r = run(net, x, kind, epsilon=eps)
+    assert isinstance(r, AttackResult)
+    assert r.x_adv.shape == x.shape and r.map_adv.shape == (len(x), SIZE, SIZE)
+    assert ((r.x_adv - x).abs().flatten(1).amax(1) <= eps + 1e-6).all()
+    torch.testing.assert_close(r.linf, (r.x_adv - x).abs().flatten(1).amax(1))
+    assert r.x_adv.min() >= 0 and r.x_adv.max() <= 1
+    # The label never changes, checked on the real model.
+    with torch.no_grad():
+        assert torch.equal(net(r.x_adv).argmax(1), r.label_orig)
+    assert torch.equal(r.label_adv, r.label_orig) and r.label_kept.all()
+    # What the user sees is the real model's map of the returned input.
+    torch.testing.assert_close(r.map_adv, attribution_map(net, r.x_adv))
+    torch.testing.assert_close(r.map_orig, attribution_map(net, x))
+    assert r.found.any()
+    expected_cols = (15 if ATTACKS[kind].iterative else 1) + 1
+    assert r.history.shape == (len(x), expected_cols) and r.steps_run == expected_cols - 1
+
+
+def test_history_is_best_so_far_and_matches_metrics_compare(trained):
+    net, x = trained
+    r = run(net, x, "topk", steps=12)
+    h = r.history
+    assert torch.all(h[:, 0] == 1.0)  # x itself: its top-k intersects itself fully
+    assert torch.all(h[:, 1:] <= h[:, :-1])  # best so far never gets worse
+    final = metrics.compare(r.map_orig, r.map_adv, 20, 1)["topk_intersection"]
+    torch.testing.assert_close(h[:, -1], final)
+    # Each image keeps its own best iterate: the recorded step is where its history last dropped.
+    for i in range(len(x)):
+        drops = torch.nonzero(h[i, 1:] < h[i, :-1]).view(-1)
+        assert int(r.best_step[i]) == (int(drops[-1]) + 1 if len(drops) else 0)
+
+
+def test_topk_attack_beats_random_sign_at_same_epsilon(trained):
+    net, x = trained
+    eps, k = 0.2, 40
+    real = run(net, x, "topk", epsilon=eps, step_size=0.02, steps=30, attack_k=k)
+    rand = run(net, x, "random_sign", epsilon=eps, attack_k=k)
+    real_score = metrics.compare(real.map_orig, real.map_adv, k, 1)["topk_intersection"].mean()
+    rand_score = metrics.compare(rand.map_orig, rand.map_adv, k, 1)["topk_intersection"].mean()
+    # Measured: about 0.28 vs 0.59.
+    assert real_score < rand_score - 0.15 and real_score < 0.7 * rand_score, (real_score,
+                                                                              rand_score)
+
+
+def test_ig_attack_backpropagates_through_the_path(trained):
+    net, x = trained
+    r = run(net, x[:3], "topk", method="integrated_gradients",
+            method_params={"steps": 8}, steps=8)
+    assert r.found.all() and (r.history[:, -1] < 0.8).all()
+    torch.testing.assert_close(
+        r.map_adv, attribution_map(net, r.x_adv, "integrated_gradients", {"steps": 8}))
+
+
+def test_mass_center_selection_maximises_center_shift(trained):
+    net, x = trained
+    r = run(net, x, "mass_center", measure="center_shift", steps=10)
+    h = r.history
+    assert torch.all(h[:, 0] == 0) and torch.all(h[:, 1:] >= h[:, :-1])
+    assert r.found.all() and (h[:, -1] > 0.5).all()
+    torch.testing.assert_close(h[:, -1], metrics.compare(r.map_orig, r.map_adv, 20, 1)["center_shift"])
+
+
+def test_targeted_attack_moves_mass_into_region(trained):
+    net, x = trained
+    region = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    region[:4, :4] = True
+    r = run(net, x, "targeted", region=region, steps=20)
+    before = r.map_orig[:, region].sum(1)
+    after = r.map_adv[:, region].sum(1)
+    assert after.mean() > 2 * before.mean()
+
+
+@pytest.mark.parametrize("measure", metrics.METRIC_KEYS)
+def test_every_measure_selects_by_the_metrics_definition(trained, measure):
+    net, x = trained
+    r = run(net, x[:4], "random_walk", steps=4, measure=measure, attack_k=10, w=1)
+    ref = metrics.compare(r.map_orig, r.map_adv, 10, 1)[measure]
+    torch.testing.assert_close(r.history[:, -1], ref, equal_nan=True)
+    start = metrics.compare(r.map_orig, r.map_orig, 10, 1)[measure]
+    torch.testing.assert_close(r.history[:, 0], start, equal_nan=True)
+    better = (r.history[:, -1] > start) if measure == "center_shift" else (r.history[:, -1] < start)
+    assert torch.equal(r.found, better)
+
+
+def test_same_seed_same_result_different_seed_different(trained):
+    net, x = trained
+    for kind in ("random_sign", "random_walk"):
+        a = run(net, x, kind, seed=3, steps=5)
+        b = run(net, x, kind, seed=3, steps=5)
+        c = run(net, x, kind, seed=4, steps=5)
+        assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.history, b.history)
+        assert not torch.equal(a.x_adv, c.x_adv)
+    a = run(net, x, "topk", steps=5)
+    b = run(net, x, "topk", steps=5)
+    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.history, b.history)
+
+
+def test_progress_callback_and_early_stop(trained):
+    net, x = trained
+    calls = []
+
+    def progress(step, total, best):
+        calls.append((step, total, best))
+        return step == 3
+
+    r = run(net, x, "topk", steps=10, progress=progress)
+    assert [c[:2] for c in calls] == [(1, 10), (2, 10), (3, 10)]
+    assert all(isinstance(c[2], float) for c in calls)
+    assert calls[-1][2] == pytest.approx(r.history[:, -1].mean().item())
+    assert r.steps_run == 3 and r.history.shape == (len(x), 4) and r.stopped_early
+    assert "stopped early" in r.message(0)
+
+
+class Pinned(nn.Module):
+    """Class 0 only at exactly ``x0``: any perturbation of ``x0`` flips the label to class 1."""
+
+    def __init__(self, x0):
+        super().__init__()
+        self.register_buffer("x0", x0.clone())
+        self.weight = nn.Parameter(torch.linspace(-1, 1, x0[0].numel()).view_as(x0[0]))
+
+    def forward(self, x):
+        dist = (x - self.x0).abs().flatten(1).sum(1)
+        logit0 = 1.0 - 1e3 * dist + 0.1 * (x * self.weight).flatten(1).sum(1)
+        return torch.stack([logit0, torch.full_like(logit0, 0.5)], 1)
+
+
+@pytest.mark.parametrize("kind", ["topk", "random_sign", "random_walk"])
+def test_no_label_preserving_perturbation_found(kind):
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    model = Pinned(x).eval()
+    assert torch.equal(model(x).argmax(1), torch.zeros(2, dtype=torch.long))
+    r = attack(model, x, attack=kind, epsilon=0.05, step_size=0.01, steps=5, attack_k=5)
+    assert not r.found.any()
+    assert torch.equal(r.x_adv, x) and torch.equal(r.map_adv, r.map_orig)
+    assert torch.all(r.history == 1.0) and torch.all(r.linf == 0)
+    assert torch.equal(r.label_adv, r.label_orig) and torch.equal(r.conf_adv, r.conf_orig)
+    assert "no label-preserving perturbation found" in r.message(1)
+
+
+def test_found_message(trained):
+    net, x = trained
+    r = run(net, x[:1], "topk", steps=5)
+    msg = r.message(0)
+    assert r.found[0] and "top-k intersection" in msg and "→" in msg and "kept" in msg
+
+
+def test_registry():
+    assert list(ATTACKS) == ["topk", "mass_center", "targeted", "lens_topk", "random_sign",
+                             "random_walk"]
+    assert [k for k, a in ATTACKS.items() if a.needs_region] == ["targeted"]
+    assert [k for k, a in ATTACKS.items() if not a.iterative] == ["random_sign"]
+    for a in ATTACKS.values():
+        names = [p.name for p in a.params]
+        assert "epsilon" in names and "attack_k" in names
+        assert ("steps" in names) == a.iterative and ("step_size" in names) == a.iterative
+    assert DEFAULT_BETA > 0
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "kw, pattern",
+    [
+        (dict(epsilon=-0.1), r"'epsilon' must be a finite number in \[0.0, 1.0\]"),
+        (dict(step_size=-0.01), r"'step_size' must be a finite number in"),
+        (dict(step_size=0.0), r"'step_size' must be a finite number in"),
+        (dict(steps=0), r"'steps' must be an integer in \[1, 5000\]"),
+        (dict(steps=2.5), r"'steps' must be an integer"),
+        (dict(steps=None), r"attack 'topk' needs steps \(an integer in \[1, 5000\]\)"),
+        (dict(epsilon=float("nan")), "'epsilon' must be a finite number"),
+        (dict(attack_k=0), r"'attack_k' must be an integer >= 1"),
+        (dict(attack_k=SIZE * SIZE + 1), r"k must be between 1 and H\*W = 256"),
+        (dict(w=-1), r"w \(neighbourhood radius\) must be an integer >= 0"),
+        (dict(w=1.5), r"w \(neighbourhood radius\) must be an integer >= 0"),
+        (dict(attack="fgsm"), "unknown attack 'fgsm'; allowed: topk, mass_center, targeted, "
+                              "lens_topk, random_sign, random_walk"),
+        (dict(measure="iou"), "unknown measure 'iou'; allowed: topk_intersection, lens_recall"),
+        (dict(method="lime"), "unknown attribution method 'lime'; allowed: saliency"),
+        (dict(method_params={"steps": 3}), "unknown parameter 'steps'"),
+        (dict(beta=0), r"beta \(softplus sharpness\) must be a finite number > 0"),
+        (dict(seed=-1), r"'seed' must be an integer in \[0, 2147483647\]"),
+        (dict(progress="yes"), "progress must be a callable"),
+        (dict(attack="targeted"), "attack 'targeted' needs a region: a boolean mask of shape "
+                                  r"\(16, 16\)"),
+        (dict(region=torch.ones(SIZE, SIZE, dtype=torch.bool)), "region is only used by the "
+                                                                "targeted attack"),
+        (dict(attack="targeted", region=torch.ones(4, 4, dtype=torch.bool)),
+         r"region must have shape \(16, 16\) or \(\d+, 16, 16\)"),
+        (dict(attack="targeted", region=torch.zeros(SIZE, SIZE, dtype=torch.bool)),
+         "region must select at least one pixel per image"),
+        (dict(attack="targeted", region=torch.full((SIZE, SIZE), 0.5)), "boolean"),
+        (dict(target=7), r"target must be an integer class index in \[0, 2\]"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_what_is_allowed(trained, kw, pattern):
+    net, x = trained
+    args = dict(attack="topk", epsilon=0.1, step_size=0.01, steps=3, attack_k=10)
+    args.update(kw)
+    with pytest.raises(ValueError, match=pattern):
+        attack(net, x[:2], **args)
+
+
+@pytest.mark.parametrize(
+    "bad, pattern",
+    [
+        (lambda x: x + 1.0, r"values in \[0, 1\]"),
+        (lambda x: x - 0.5, r"values in \[0, 1\]"),
+        (lambda x: x.masked_fill(x > 0.5, float("nan")), "NaN or infinite"),
+        (lambda x: x[0], r"shape \(N, C, H, W\)"),
+    ],
+)
+def test_bad_inputs(trained, bad, pattern):
+    net, x = trained
+    with pytest.raises(ValueError, match=pattern):
+        attack(net, bad(x[:2]), epsilon=0.1, step_size=0.01, steps=2, attack_k=10)
+
+
+def test_random_sign_needs_no_step_arguments_and_model_untouched(trained):
+    net, x = trained
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    r = attack(net, x, attack="random_sign", epsilon=0.1, attack_k=10)
+    assert r.steps_run == 1
+    run(net, x, "topk", steps=3)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert all(p.grad is None for p in net.parameters())
+    assert isinstance(net[1], nn.ReLU) and not net.training
