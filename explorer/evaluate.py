@@ -1218,7 +1218,8 @@ def _numbers_or_paper(values, what, conv):
         try:
             out.append(conv(v))
         except ValueError:
-            raise ValueError(f"{what} values must be numbers or 'paper'; got {v!r}") from None
+            raise ValueError(f"{what} values must be numbers (0.3, 8/255) or 'paper'; "
+                             f"got {v!r}") from None
     return tuple(out)
 
 

@@ -1,0 +1,348 @@
+"""Batch evaluation (issue 5): rows against explorer.metrics.compare, resume, 2-process gloo run,
+bad inputs. Small fakes (8×8 images, tiny ReLU CNNs, 3 attack steps) keep it fast on a CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from explorer import evaluate as ev
+from explorer import metrics
+from explorer.attacks import attack
+from explorer.attributions import attribution_map
+
+sys.path.insert(0, str(Path(__file__).parent))
+from evaluate_fakes import ToyBackend, ToyNet, toy_images  # noqa: E402
+
+BACKEND = ToyBackend()
+TIMING = list(ev.TIMING_COLUMNS)
+
+
+def small_config(**kw) -> ev.EvalConfig:
+    base = dict(datasets=("toy",), models=("natural",), methods=("saliency",),
+                attacks=("random_sign", "topk"), eps=("paper",), k=(5, 10), w=(0, 1, 2),
+                n_images=5, batch_size=2)
+    base.update(kw)
+    return ev.EvalConfig(**base)
+
+
+@pytest.fixture
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def without_timings(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=TIMING).sort_values(list(ev.KEY_COLUMNS)).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+
+def test_rows_complete_and_equal_to_compare(tmp_path):
+    cfg = small_config()
+    df = ev.run(cfg, tmp_path / "r", backend=BACKEND, device="cpu", progress=False)
+    # One row per (image, attack): 5 images × 2 attacks, no duplicates, canonical order.
+    assert len(df) == 10
+    assert not df.duplicated(list(ev.KEY_COLUMNS)).any()
+    assert list(df["attack"]) == ["random_sign"] * 5 + ["topk"] * 5
+    assert list(df["image"]) == [0, 1, 2, 3, 4] * 2
+    expected_cols = (list(ev.BASE_COLUMNS) + ev.metric_columns([5, 10], [0, 1, 2])
+                     + list(ev.TIMING_COLUMNS))
+    assert list(df.columns) == expected_cols
+    assert df["epsilon"].eq(0.2).all()  # the toy dataset's "paper" ε
+
+    x_all, y_all = toy_images()
+    model = ToyNet(1).eval()
+    for att in ("random_sign", "topk"):
+        for b, (start, stop) in enumerate([(0, 2), (2, 4), (4, 5)]):
+            seed = ev.unit_seed(0, "toy", "test", start)
+            res = attack(model, x_all[start:stop], method="saliency", attack=att, epsilon=0.2,
+                         step_size=0.05, steps=3, attack_k=6, w=1, seed=seed)
+            rows = df[(df["attack"] == att) & (df["batch"] == b)].reset_index(drop=True)
+            assert list(rows["image"]) == list(range(start, stop))
+            assert (rows["seed"] == seed).all()
+            assert rows["label"].tolist() == y_all[start:stop].tolist()
+            assert rows["pred_orig"].tolist() == res.label_orig.tolist()
+            assert rows["pred_adv"].tolist() == res.label_adv.tolist()
+            assert rows["label_kept"].tolist() == res.label_kept.tolist()
+            assert rows["found"].tolist() == res.found.tolist()
+            assert rows["correct"].tolist() == (res.label_orig == y_all[start:stop]).tolist()
+            np.testing.assert_allclose(rows["linf"], res.linf.double().numpy(), rtol=0, atol=0)
+            for k in (5, 10):
+                for w in (0, 1, 2):
+                    want = metrics.compare(res.map_orig, res.map_adv, k, w)
+                    for key in metrics.METRIC_KEYS:
+                        got = rows[ev.metric_column(key, k, w)].to_numpy()
+                        np.testing.assert_allclose(got, want[key].numpy(), rtol=0, atol=1e-12,
+                                                   equal_nan=True, err_msg=f"{att} {key} {k} {w}")
+    # Physical facts: the budget holds, the label is kept, random noise moves every pixel by ε.
+    assert (df["linf"] <= 0.2 + 1e-6).all()
+    assert df["label_kept"].all()
+    assert (df["pred_adv"] == df["pred_orig"]).all()
+    rnd = df[(df["attack"] == "random_sign") & df["found"]]
+    assert len(rnd) > 0 and np.allclose(rnd["linf"], 0.2, atol=1e-6)
+    assert (df["attack_s"] > 0).all() and (df["metrics_s"] > 0).all()
+    # The merged file holds the same rows.
+    merged = pd.read_csv(tmp_path / "r" / "results.csv")
+    assert len(merged) == 10 and list(merged.columns) == expected_cols
+
+
+def test_ig_attack_steps_fewer_than_reported_are_remeasured(tmp_path):
+    cfg = small_config(methods=("integrated_gradients",), attacks=("topk",), n_images=2,
+                       k=(5,), w=(1,), method_params={"integrated_gradients": {"steps": 12}},
+                       attack_method_params={"integrated_gradients": {"steps": 3}})
+    df = ev.run(cfg, None, backend=BACKEND, device="cpu", progress=False)
+    x, _ = toy_images()
+    x = x[:2]
+    model = ToyNet(1).eval()
+    res = attack(model, x, method="integrated_gradients", method_params={"steps": 3},
+                 attack="topk", epsilon=0.2, step_size=0.05, steps=3, attack_k=6, w=1,
+                 seed=ev.unit_seed(0, "toy", "test", 0))
+    a = attribution_map(model, x, "integrated_gradients", {"steps": 12}, target=res.label_orig)
+    b = attribution_map(model, res.x_adv, "integrated_gradients", {"steps": 12},
+                        target=res.label_orig)
+    want = metrics.compare(a, b, 5, 1)
+    for key in metrics.METRIC_KEYS:
+        np.testing.assert_allclose(df[ev.metric_column(key, 5, 1)], want[key].numpy(),
+                                   atol=1e-12, equal_nan=True)
+    # The selection measure recorded is the attack loop's (3-step maps), which differs.
+    assert df["sel_best"].tolist() == pytest.approx(res.history[:, -1].tolist())
+
+
+def test_metric_columns_and_long_format(tmp_path):
+    assert ev.metric_column("lens_recall", 100, 1) == "lens_recall@k100_w1"
+    assert ev.parse_metric_column("lens_recall@k100_w1") == ("lens_recall", 100, 1)
+    assert ev.parse_metric_column("linf") is None
+    assert ev.parse_metric_column("nonsense@k1_w1") is None
+    df = ev.run(small_config(n_images=2, attacks=("random_sign",)), None, backend=BACKEND,
+                device="cpu", progress=False)
+    long = ev.long_format(df)
+    assert len(long) == 2 * len(metrics.METRIC_KEYS) * 2 * 3
+    one = long[(long["image"] == 1) & (long["metric"] == "lens_recall") & (long["k"] == 10)
+               & (long["w"] == 2)]
+    assert one["value"].item() == df.loc[1, "lens_recall@k10_w2"]
+
+
+# --------------------------------------------------------------------------------------------
+# Resume
+# --------------------------------------------------------------------------------------------
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_the_same_rows(tmp_path, one_thread):
+    cfg = small_config(n_images=6)
+    full = ev.run(cfg, tmp_path / "full", backend=BACKEND, device="cpu", progress=False)
+
+    calls = []
+
+    def stop_after_two(done, total, text):
+        calls.append(done)
+        if len(calls) == 2:
+            raise Interrupt
+
+    folder = tmp_path / "part"
+    with pytest.raises(Interrupt):
+        ev.run(cfg, folder, backend=BACKEND, device="cpu", progress=stop_after_two)
+    assert len(list((folder / "rows").glob("*.csv"))) == 2
+    assert not (folder / "results.csv").exists()
+    # A half-written temporary file of the killed process must not count.
+    (folder / "rows" / ".toy__natural__saliency__topk__eps0.2__b00002.csv.123.tmp").write_text(
+        "dataset,model\ntoy,nat")
+    partial = ev.load_results(folder)
+    assert len(partial) == 4  # the two finished batches of 2 images
+    with pytest.raises(ev.ResultsError, match="not done yet"):
+        ev.load_results(folder, partial=False)
+
+    resumed_units = []
+    resumed = ev.run(cfg, folder, backend=BACKEND, device="cpu",
+                     progress=lambda d, t, s: resumed_units.append(s))
+    total_units = len(ev.plan_units(ev.resolve_config(cfg, BACKEND)))
+    assert len(resumed_units) == total_units - 2  # finished batches were not redone
+    assert not list((folder / "rows").glob(".*.tmp"))
+    assert len(resumed) == len(full) == 12
+    pd.testing.assert_frame_equal(without_timings(resumed), without_timings(full))
+    log = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in log] == ["start", "start", "end"]
+    assert log[1]["units_done_before"] == 2
+    # Running again finds nothing to do and changes nothing.
+    again = ev.run(cfg, folder, backend=BACKEND, device="cpu",
+                   progress=lambda d, t, s: pytest.fail("nothing should be recomputed"))
+    pd.testing.assert_frame_equal(again, resumed)
+
+
+# --------------------------------------------------------------------------------------------
+# Two processes (gloo) = one process
+# --------------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, folder: str, cfg_json: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    cfg = ev.EvalConfig.from_json(cfg_json)
+    ev.run(cfg, folder, backend=ToyBackend(), device="cpu", progress=False)
+
+
+def test_two_gloo_processes_equal_one_process(tmp_path, one_thread):
+    import torch.multiprocessing as mp
+
+    cfg = small_config(models=("natural", "pgd"), attacks=("random_sign", "mass_center"),
+                       n_images=5)
+    single = ev.run(cfg, tmp_path / "one", backend=BACKEND, device="cpu", progress=False)
+    folder = tmp_path / "two"
+    mp.spawn(_worker, args=(2, _free_port(), str(folder), cfg.to_json()), nprocs=2, join=True)
+    two = ev.load_results(folder, partial=False)
+    assert len(two) == len(single) == 2 * 2 * 5
+    pd.testing.assert_frame_equal(without_timings(two), without_timings(single))
+    # The merged file of the 2-process run equals the single run's, row for row.
+    a = pd.read_csv(tmp_path / "one" / "results.csv").drop(columns=TIMING)
+    b = pd.read_csv(folder / "results.csv").drop(columns=TIMING)
+    pd.testing.assert_frame_equal(a, b)
+    log = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
+    assert log[0]["world_size"] == 2 and log[-1]["event"] == "end"
+
+
+def test_unit_seed_depends_on_batch_start_only():
+    s = ev.unit_seed(0, "mnist", "test", 100)
+    assert s == ev.unit_seed(0, "mnist", "test", 100)
+    assert s != ev.unit_seed(0, "mnist", "test", 150)
+    assert s != ev.unit_seed(1, "mnist", "test", 100)
+    assert 0 <= s < 2 ** 31
+
+
+def test_batches_fixed_by_position_not_by_process_count():
+    res = ev.resolve_config(small_config(n_images=5, batch_size=2), BACKEND)
+    units = ev.plan_units(res)
+    assert [(u.start, u.stop) for u in units if u.attack == "topk"] == [(0, 2), (2, 4), (4, 5)]
+    assert len({u.name for u in units}) == len(units)
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("datasets", ("toy", "imagenet1k"), "unknown dataset 'imagenet1k'; allowed: toy, toy2"),
+    ("models", ("natural", "robust"), "unknown model 'robust' for dataset 'toy'; allowed: "
+                                      "natural, pgd"),
+    ("methods", ("saliency", "gradcam"), "unknown method 'gradcam'; allowed: saliency, "
+                                         "integrated_gradients"),
+    ("attacks", ("topk", "pgd"), "unknown attack 'pgd'; allowed: topk, mass_center"),
+    ("attacks", ("targeted",), "needs a hand-drawn region"),
+    ("k", (5, 65), "k must be between 1 and H*W = 64"),
+    ("w", (-1,), "w (neighbourhood radius) must be an integer >= 0"),
+    ("eps", (1.5,), "eps values must be in [0, 1]"),
+    ("n_images", 13, "toy has 12 images in source 'test'"),
+    ("source", "train", "source must be one of test, samples"),
+    ("batch_size", 0, "batch_size must be an integer >= 1"),
+    ("method_params", {"saliency": {"steps": 3}}, "unknown parameter 'steps'"),
+    ("method_params", {"integrated_gradients": {"steps": 3}}, "not evaluated"),
+    ("measure", "accuracy", "unknown measure 'accuracy'; allowed: topk_intersection"),
+])
+def test_bad_configuration_names_what_is_allowed(field, value, needle):
+    with pytest.raises(ValueError) as info:
+        ev.resolve_config(small_config(**{field: value}), BACKEND)
+    assert needle in str(info.value)
+
+
+def test_resume_with_a_different_configuration_is_refused(tmp_path):
+    folder = tmp_path / "r"
+    ev.run(small_config(n_images=2, attacks=("random_sign",)), folder, backend=BACKEND,
+           device="cpu", progress=False)
+    with pytest.raises(ev.ConfigMismatch) as info:
+        ev.run(small_config(n_images=3, attacks=("random_sign",), seed=4), folder,
+               backend=BACKEND, device="cpu", progress=False)
+    msg = str(info.value)
+    assert "cannot be resumed" in msg
+    assert "config.n_images: 2 in the folder, 3 now" in msg
+    assert "config.seed: 0 in the folder, 4 now" in msg
+    # A non-empty folder that is not a results folder is refused too.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ev.ConfigMismatch, match="has no config.json"):
+        ev.run(small_config(n_images=2), other, backend=BACKEND, device="cpu", progress=False)
+
+
+def test_malformed_results_files_name_path_and_line(tmp_path):
+    folder = tmp_path / "r"
+    ev.run(small_config(n_images=2, attacks=("random_sign",)), folder, backend=BACKEND,
+           device="cpu", progress=False)
+    unit = next((folder / "rows").glob("*.csv"))
+    lines = unit.read_text().splitlines()
+
+    # A non-number in a metric column on the second data row (line 3).
+    cells = lines[2].split(",")
+    col = lines[0].split(",").index("lens_recall@k5_w1")
+    cells[col] = "abc"
+    unit.write_text("\n".join(lines[:2] + [",".join(cells)]) + "\n")
+    with pytest.raises(ev.ResultsError) as info:
+        ev.load_results(folder)
+    assert str(unit) in str(info.value) and "line 3" in str(info.value)
+    assert "'lens_recall@k5_w1' holds 'abc', which is not a number" in str(info.value)
+
+    # A truncated row.
+    unit.write_text("\n".join(lines[:2] + [lines[2][:40]]) + "\n")
+    with pytest.raises(ev.ResultsError, match=r"line 3: \d+ fields, expected \d+"):
+        ev.load_results(folder)
+
+    # A foreign CSV.
+    unit.write_text("a,b\n1,2\n")
+    with pytest.raises(ev.ResultsError, match="line 1: the header lacks column"):
+        ev.load_results(folder)
+
+    # A broken config.json.
+    (folder / "config.json").write_text('{"format": "explorer-evaluate/1",\n "config": }')
+    with pytest.raises(ev.ResultsError, match=r"config.json, line 2: not valid JSON"):
+        ev.load_results(folder)
+    with pytest.raises(ev.ResultsError, match="has no config.json"):
+        ev.load_results(tmp_path)
+
+
+def test_cli_reports_bad_names_without_traceback(tmp_path, capsys):
+    from explorer.__main__ import main
+
+    code = main(["evaluate", "--datasets", "mnist", "cifar10", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "unknown dataset 'cifar10'; allowed: mnist, fashion_mnist" in err
+    assert "Traceback" not in err
+    code = main(["evaluate", "--datasets", "mnist", "--eps", "0.3", "lots",
+                 "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert "--eps values must be numbers (0.3, 8/255) or 'paper'; got 'lots'" in capsys.readouterr().err
+
+
+def test_parse_helpers():
+    assert ev.parse_number("8/255") == pytest.approx(8 / 255)
+    assert ev.parse_number("0.3") == 0.3
+    with pytest.raises(ValueError, match="8/255"):
+        ev.parse_number("1/0")
+    assert ev.parse_method_params(["integrated_gradients.steps=20",
+                                   "integrated_gradients.baseline=blur"]) == {
+        "integrated_gradients": {"steps": 20, "baseline": "blur"}}
+    with pytest.raises(ValueError, match="METHOD.NAME=VALUE"):
+        ev.parse_method_params(["steps=20"])
+    with pytest.raises(ValueError, match="unknown method 'ig'"):
+        ev.parse_method_params(["ig.steps=20"])
+    assert math.isfinite(ev.parse_number(1))
