@@ -345,9 +345,8 @@ def _claim1(df) -> Claim:
                 f"k = {ref.k}, w = {ref.w}): random noise causes {top_share:.0%} of the attack's "
                 f"drop under top-k intersection, Spearman and Kendall (mean share) but "
                 f"{lens_share:.0%} under w-LENS-recall@k and its diverse variant: {verdict}.")
-    overall = ("supported" if n_all and n_ok == n_all else
-               "not supported" if n_all and n_ok + n_part == 0 else
-               "mixed" if n_all else "not tested")
+    verdicts = set(r["verdict"] for r in rows)
+    overall = (verdicts.pop() if len(verdicts) == 1 else "mixed" if verdicts else "not tested")
     summary = (f"{n_ok} of {n_all} (setting, attack) pairs support the claim fully, {n_part} "
                "partly." if n_all else "No results with both random_sign and a real attack.")
     return Claim(

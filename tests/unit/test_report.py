@@ -1,0 +1,184 @@
+"""The reproduction report (issue 5): bootstrap intervals, the four claims on hand-built rows
+whose verdicts are known, and a report built end to end from a small evaluation run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+
+from explorer import evaluate as ev  # noqa: E402
+from explorer import metrics, report  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from evaluate_fakes import ToyBackend  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------------
+# Bootstrap
+# --------------------------------------------------------------------------------------------
+
+def test_bootstrap_mean_constant_nan_and_width():
+    assert report.bootstrap_mean([0.25] * 10) == (0.25, 0.25, 0.25, 10)
+    mean, lo, hi, n = report.bootstrap_mean([1.0, float("nan"), 3.0])
+    assert n == 2 and mean == 2.0 and 1.0 <= lo <= hi <= 3.0
+    assert all(np.isnan(v) for v in report.bootstrap_mean([float("nan")])[:3])
+    # 100 values half 0 half 1: standard error 0.05, so the 95 % interval is about ±0.098.
+    mean, lo, hi, n = report.bootstrap_mean([0.0, 1.0] * 50)
+    assert mean == 0.5 and n == 100
+    assert 0.38 < lo < 0.43 and 0.57 < hi < 0.62
+    # Seeded: the same interval every time.
+    assert report.bootstrap_mean([0.0, 1.0] * 50) == (mean, lo, hi, n)
+
+
+# --------------------------------------------------------------------------------------------
+# Claims on hand-built rows
+# --------------------------------------------------------------------------------------------
+
+def synthetic_rows(values: dict, n: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Rows for MNIST at its paper setting (ε = 0.3, k = 100) with w = 1, 2.
+
+    ``values[(model, attack)][metric]`` is the mean of that metric; each image gets the mean
+    plus small zero-mean noise (so intervals are narrow and verdicts are clear-cut).
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (model, att), vals in values.items():
+        for i in range(n):
+            row = {"dataset": "mnist", "model": model, "method": "saliency", "attack": att,
+                   "epsilon": 0.3, "image": i, "correct": True, "label_kept": True,
+                   "found": True, "linf": 0.3}
+            for w in (1, 2):
+                for key in metrics.METRIC_KEYS:
+                    base = vals.get(key, 0.5)
+                    row[ev.metric_column(key, 100, w)] = base + rng.uniform(-0.01, 0.01)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paper_like(pgd_bonus: float) -> dict:
+    """Random noise nearly as damaging as the attack under top-k/Spearman/Kendall, far less
+    under LENS; LENS > top-k by 0.3; diverse > plain by 0.1; PGD better by ``pgd_bonus``."""
+    out = {}
+    for model, bonus in (("natural", 0.0), ("pgd", pgd_bonus)):
+        for att, topk, lens in (("random_sign", 0.35, 0.85), ("topk", 0.30, 0.55),
+                                ("mass_center", 0.32, 0.60)):
+            vals = {"topk_intersection": topk, "spearman": topk + 0.1, "kendall": topk,
+                    "lens_recall": lens, "lens_precision": lens,
+                    "topk_div_intersection": topk + 0.1, "lens_recall_div": min(1, lens + 0.1),
+                    "lens_precision_div": min(1, lens + 0.1)}
+            out[(model, att)] = {k: min(1.0, v + bonus) for k, v in vals.items()}
+    return out
+
+
+def by_number(cs):
+    return {c.number: c for c in cs}
+
+
+def test_claims_supported_on_paper_like_rows():
+    cs = by_number(report.claims(synthetic_rows(paper_like(pgd_bonus=0.05))))
+    assert set(cs) == {1, 2, 3, 4}
+    assert cs[1].verdict == "supported"
+    t1 = cs[1].table
+    row = t1[(t1["model"] == "natural") & (t1["attack"] == "topk")].iloc[0]
+    # drop under top-k: random 0.65 vs attack 0.70 -> share ~0.93; LENS: 0.15 vs 0.45 -> ~0.33.
+    assert row["top-k intersection: share"] == pytest.approx(0.65 / 0.70, abs=0.02)
+    assert row["w-LENS-recall@k: share"] == pytest.approx(0.15 / 0.45, abs=0.03)
+    assert cs[2].verdict == "supported"
+    assert cs[3].verdict == "supported"
+    assert cs[4].verdict == "supported"
+    assert "ImageNet half of the claim" in cs[4].summary and "not tested" in cs[4].summary
+
+
+def test_claims_contradicted_when_numbers_say_so():
+    vals = paper_like(pgd_bonus=-0.1)  # PGD worse
+    for key in list(vals):
+        v = vals[key]
+        v["lens_recall"] = v["lens_precision"] = v["topk_intersection"]  # LENS = top-k
+        v["lens_recall_div"] = v["lens_precision_div"] = v["topk_div_intersection"] = \
+            v["topk_intersection"] - 0.05  # diverse lower
+    cs = by_number(report.claims(synthetic_rows(vals)))
+    assert cs[1].verdict == "partly supported"  # random looks as damaging; LENS does not separate
+    assert all(v == "partly supported" for v in cs[1].table["verdict"])
+    assert cs[2].verdict == "not supported"
+    assert cs[3].verdict == "not supported"
+    assert cs[4].verdict == "not supported"
+    assert any("PGD is not better" in d for d in cs[4].details)
+
+
+def test_reference_uses_paper_setting_and_summary_means():
+    df = synthetic_rows(paper_like(0.0))
+    ref = report.reference(df, "mnist")
+    assert (ref.epsilon, ref.k, ref.w) == (0.3, 100, 1)
+    tab = report.summary_table(df, "mnist")
+    r = tab[(tab["model"] == "natural") & (tab["attack"] == "topk")].iloc[0]
+    sub = df[(df["model"] == "natural") & (df["attack"] == "topk")]
+    assert r["topk_intersection"] == pytest.approx(sub["topk_intersection@k100_w1"].mean())
+    assert r["topk_intersection_lo"] < r["topk_intersection"] < r["topk_intersection_hi"]
+    assert r["n"] == 40
+
+
+# --------------------------------------------------------------------------------------------
+# End to end
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def toy_results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("res") / "toy"
+    cfg = ev.EvalConfig(datasets=("toy",), models=("natural", "pgd"), methods=("saliency",),
+                        attacks=("random_sign", "topk", "mass_center"), eps=(0.1, 0.2),
+                        k=("paper",), w=(0, 1, 2), n_images=6, batch_size=3)
+    df = ev.run(cfg, folder, backend=ToyBackend(), device="cpu", progress=False)
+    return folder, df
+
+
+def test_report_builds_with_every_claim_and_figure(toy_results, tmp_path):
+    folder, df = toy_results
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Discussion\n\nHand-written notes.\n")
+    path = report.build_report([folder], tmp_path / "out", notes=notes)
+    text = path.read_text()
+    for n, title in ((1, "Random sign noise vs a real attack"), (2, "LENS vs top-k intersection"),
+                     (3, "Diverse top-k vs plain top-k"), (4, "PGD-trained vs naturally")):
+        assert f"### Claim {n}: {title}" in text
+    assert text.count("**Verdict: ") == 4
+    assert "Hand-written notes." in text
+    for m in metrics.METRICS.values():
+        assert m.name in text
+    figs = {p.name for p in (tmp_path / "out" / "figures").glob("*.png")}
+    assert {"eps_toy_natural_saliency.png", "eps_toy_pgd_saliency.png",
+            "w_toy_natural_saliency.png", "models_toy_saliency.png"} <= figs
+    for name in figs:
+        assert f"(figures/{name})" in text
+    # The top-k row of the summary shows the mean of the rows at ε = 0.2 (largest), k = 5, w = 1.
+    sub = df[(df["model"] == "natural") & (df["attack"] == "topk") & (df["epsilon"] == 0.2)]
+    mean = sub["topk_intersection@k5_w1"].mean()
+    assert f"| natural | saliency | topk | 6 |" in text
+    assert f"{mean:.3f} [" in text
+
+
+def test_report_cli_and_bad_folder(toy_results, tmp_path, capsys):
+    from explorer.__main__ import main
+
+    folder, _ = toy_results
+    assert main(["report", str(folder), "--out", str(tmp_path / "o"), "--filename", "r.md"]) == 0
+    assert (tmp_path / "o" / "r.md").exists()
+    assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and "Traceback" not in err
+
+
+def test_curve_along_eps_uses_common_images(toy_results):
+    _, df = toy_results
+    # Drop image 0 at ε = 0.1: the ε curve then uses images 1..5 at both ε.
+    cut = df[~((df["epsilon"] == 0.1) & (df["image"] == 0))]
+    curve = report.curve_table(cut, "toy", "epsilon")
+    assert set(curve["n_images"]) == {5}
+    with pytest.raises(ValueError, match="along must be"):
+        report.curve_table(df, "toy", "k")
