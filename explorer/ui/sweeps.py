@@ -1,0 +1,295 @@
+"""The "Sweeps" page: batch-evaluation results over many images, and small live sweeps.
+
+Opens a results folder of ``python -m explorer evaluate`` (or the committed reproduction data)
+and shows the report's tables, figures and claim verdicts with controls for dataset, method, k,
+w and ε; or runs a small sweep (about 20 images) in the page with a progress bar. All numbers
+come from :mod:`explorer.report` (the same functions as ``python -m explorer report``); the
+figures from :mod:`explorer.viz_sweeps`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from explorer import evaluate as ev
+from explorer import metrics, report, viz_sweeps
+from explorer.attacks import ATTACKS
+from explorer.attributions import METHODS
+from explorer.ui.common import citation_caption, fmt, show_problem
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SEARCH_DIRS = ("results", "docs/results")
+LIVE_MAX_IMAGES = 50
+SET_KEYS = ("topk_intersection", "lens_recall", "lens_precision", "topk_div_intersection",
+            "lens_recall_div", "lens_precision_div")
+RANK_KEYS = ("spearman", "kendall", "lens_spearman", "lens_kendall", "center_shift")
+
+
+def _label(key: str) -> str:
+    m = metrics.METRICS[key]
+    return f"{m.name}  ({m.formula})"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading (cached on the folder list and the files' modification times)
+# --------------------------------------------------------------------------------------------
+
+def discover_folders() -> list[str]:
+    """Results folders (holding a config.json) under results/ and docs/results/."""
+    found = []
+    for base in SEARCH_DIRS:
+        root = REPO_ROOT / base
+        if not root.is_dir():
+            continue
+        for cfg in sorted(root.glob("*/config.json")):
+            found.append(str(cfg.parent.relative_to(REPO_ROOT)))
+    return found
+
+
+def _stamp(folder: Path) -> float:
+    """Latest modification time of what the loader reads (so a running sweep refreshes)."""
+    times = [p.stat().st_mtime for p in (folder / "config.json", folder / "results.csv",
+                                         folder / "results.csv.gz") if p.exists()]
+    rows = folder / "rows"
+    if rows.is_dir():
+        times.append(rows.stat().st_mtime)
+    return max(times, default=0.0)
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading results…")
+def _load(folders: tuple[str, ...], stamps: tuple[float, ...]) -> report.ResultSet:
+    del stamps  # part of the cache key only
+    return report.load_many([_resolve(f) for f in folders])
+
+
+def _resolve(folder: str) -> Path:
+    p = Path(folder).expanduser()
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+# --------------------------------------------------------------------------------------------
+# Views
+# --------------------------------------------------------------------------------------------
+
+def _table_view(tab: pd.DataFrame, keys) -> None:
+    show = pd.DataFrame({"model": tab["model"], "method": tab["method"],
+                         "attack": [ATTACKS[a].name if a in ATTACKS else a for a in tab["attack"]],
+                         "images": tab["n"], "accuracy": tab["accuracy"].round(3),
+                         "found": tab["found"].round(3)})
+    for key in keys:
+        if key in tab:
+            show[metrics.METRICS[key].name] = [
+                f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]" if not math.isnan(m) else "undefined"
+                for m, lo, hi in zip(tab[key], tab[key + "_lo"], tab[key + "_hi"])]
+    st.dataframe(show, hide_index=True, width="stretch")
+
+
+def _results_views(rs: report.ResultSet, key_prefix: str) -> None:
+    df = rs.rows
+    c1, c2, c3, c4, c5 = st.columns(5)
+    dataset = c1.selectbox("Dataset", rs.datasets, key=f"{key_prefix}_dataset")
+    sub = df[df["dataset"] == dataset]
+    ref = report.reference(df, dataset)
+    methods = list(dict.fromkeys(sub["method"]))
+    method = c2.selectbox("Method", methods, key=f"{key_prefix}_method",
+                          format_func=lambda m: METHODS[m].name if m in METHODS else m)
+    eps_values = list(ref.eps_values)
+    eps = c3.selectbox("ε", eps_values, index=eps_values.index(ref.epsilon),
+                       key=f"{key_prefix}_eps", format_func=lambda e: f"{e:.4g}")
+    k = c4.selectbox("k", list(ref.k_values), index=list(ref.k_values).index(ref.k),
+                     key=f"{key_prefix}_k")
+    w = c5.selectbox("w", list(ref.w_values), index=list(ref.w_values).index(ref.w),
+                     key=f"{key_prefix}_w")
+    sel = report.Reference(dataset, eps, k, w, ref.eps_values, ref.k_values, ref.w_values)
+    data = sub[sub["method"] == method]
+    st.caption(f"{len(data)} rows for {dataset} / {method}. Means over images with 95 % "
+               "bootstrap intervals. Paper setting of this dataset: "
+               f"ε = {ref.epsilon:.4g}, k = {ref.k}, w = {ref.w}.")
+
+    t_table, t_eps, t_w, t_models, t_claims, t_runs = st.tabs(
+        ["Table", "Metric vs ε", "Metric vs w", "Natural vs PGD", "Claims", "Runs"])
+    tab = report.summary_table(data, dataset, ref=sel)
+    with t_table:
+        if tab.empty:
+            st.info("No rows at this ε.")
+        else:
+            st.markdown("**Top-k and LENS set metrics**")
+            _table_view(tab, SET_KEYS)
+            st.markdown("**Rank correlations and centre shift**")
+            _table_view(tab, RANK_KEYS)
+            st.caption("*found*: share of images where a label-preserving x' that lowers the "
+                       "attack's selection measure was found (elsewhere x' = x).")
+    with t_eps:
+        if len(ref.eps_values) < 2:
+            st.info("These results hold one ε only; run a sweep with several --eps values.")
+        else:
+            keys = st.multiselect("Metrics", metrics.METRIC_KEYS, default=list(
+                report.FIGURE_METRICS), key=f"{key_prefix}_eps_keys", format_func=_label)
+            curve = report.curve_table(data, dataset, "epsilon", keys or report.FIGURE_METRICS,
+                                       ref=sel)
+            for model in dict.fromkeys(curve["model"]):
+                c = curve[curve["model"] == model]
+                st.plotly_chart(viz_sweeps.plotly_curves(
+                    c, "epsilon", keys or report.FIGURE_METRICS,
+                    title=f"{dataset} / {model} / {method} (k = {k}, w = {w})"),
+                    key=f"{key_prefix}_epsfig_{model}")
+            st.caption("Only images present at every ε of a curve are used.")
+    with t_w:
+        keys = st.multiselect("Metrics", metrics.METRIC_KEYS,
+                              default=["topk_intersection", "lens_recall", "lens_recall_div"],
+                              key=f"{key_prefix}_w_keys", format_func=_label)
+        curve = report.curve_table(data, dataset, "w", keys or ["lens_recall"], ref=sel)
+        for model in (dict.fromkeys(curve["model"]) if not curve.empty else []):
+            c = curve[curve["model"] == model]
+            st.plotly_chart(viz_sweeps.plotly_curves(
+                c, "w", keys or ["lens_recall"],
+                title=f"{dataset} / {model} / {method} (ε = {eps:.4g}, k = {k})"),
+                key=f"{key_prefix}_wfig_{model}")
+    with t_models:
+        models = set(tab["model"]) if not tab.empty else set()
+        if len(models) < 2:
+            st.info("These results hold one model only.")
+        else:
+            st.plotly_chart(viz_sweeps.plotly_models(
+                tab, ("topk_intersection", "lens_recall", "lens_recall_div", "spearman"),
+                title=f"{dataset} / {method} (ε = {eps:.4g}, k = {k}, w = {w})"),
+                key=f"{key_prefix}_modelsfig")
+    with t_claims:
+        st.caption("Each claim of the paper (SPEC §6) at every dataset's paper setting, with the "
+                   "rule used to call it; the same text as `python -m explorer report`.")
+        for c in report.claims(df):
+            icon = {"supported": ":material/check_circle:",
+                    "not supported": ":material/cancel:"}.get(c.verdict, ":material/help:")
+            with st.expander(f"Claim {c.number}: {c.title} — {c.verdict}", icon=icon,
+                             expanded=False):
+                st.markdown(f"*Paper:* {c.paper}\n\n*Rule:* {c.rule}\n\n**{c.summary}**")
+                if c.table is not None and not c.table.empty:
+                    st.dataframe(c.table, hide_index=True, width="stretch")
+                for line in c.details[:20]:
+                    st.markdown(f"- {line}")
+    with t_runs:
+        for folder, cfg, log in zip(rs.folders, rs.configs, rs.logs):
+            ends = [r for r in log if r.get("event") == "end"]
+            wall = sum(float(r.get("wall_s", 0)) for r in ends)
+            st.markdown(f"**{folder}** — {len(rs.rows[rs.rows['run'] == folder.name])} rows; "
+                        f"wall time {wall / 60:.1f} min")
+            cmds = [r.get("command") for r in log if r.get("command")]
+            if cmds:
+                st.code(cmds[0], language="bash")
+            st.json(cfg.get("resolved", {}), expanded=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Live sweep
+# --------------------------------------------------------------------------------------------
+
+def _live_sweep() -> None:
+    from explorer import data
+
+    st.markdown("Run a small sweep here (a few images, in this browser session). Larger runs: "
+                "`python -m explorer evaluate` (see docs/reproduction.md).")
+    datasets = [d for d in data.DATASETS if _models_of(d)]
+    if not datasets:
+        st.info("No shipped models are available on this machine.")
+        return
+    with st.form("sweeps_live"):
+        c1, c2, c3 = st.columns(3)
+        dataset = c1.selectbox("Dataset", datasets, format_func=lambda d: data.DATASETS[d].name)
+        model_names = c2.multiselect("Models", ["natural", "pgd"], default=["natural", "pgd"],
+                                     help="Model names of the dataset (natural, pgd).")
+        method = c3.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].name)
+        attacks = st.multiselect("Attacks", [a for a, i in ATTACKS.items() if not i.needs_region],
+                                 default=["random_sign", "topk"],
+                                 format_func=lambda a: ATTACKS[a].name)
+        c4, c5, c6, c7 = st.columns(4)
+        eps_text = c4.text_input("ε values", "paper",
+                                 help="Comma-separated, in [0, 1] pixel units (0.1, 8/255) or "
+                                      "'paper'.")
+        n_images = c5.number_input("Images", 1, LIVE_MAX_IMAGES, 20)
+        steps = c6.number_input("Attack steps P (0 = paper)", 0, 500, 0)
+        source = c7.selectbox("Images from", ["test", "samples"],
+                              help="The test set (needs the dataset files) or the bundled "
+                                   "sample images.")
+        go = st.form_submit_button("Run sweep", type="primary")
+    if go:
+        try:
+            eps = tuple(ev.PAPER if e.strip() == ev.PAPER else ev.parse_number(e)
+                        for e in eps_text.split(",") if e.strip())
+            cfg = ev.EvalConfig(datasets=(dataset,), models=tuple(model_names),
+                                methods=(method,), attacks=tuple(attacks), eps=eps or (ev.PAPER,),
+                                n_images=int(n_images), source=source, batch_size=5,
+                                steps=int(steps) or None)
+            bar = st.progress(0.0, text="Starting…")
+
+            def progress(done, total, text):
+                bar.progress(done / max(total, 1), text=f"{done}/{total} rows — {text}")
+
+            df = ev.run(cfg, None, progress=progress, device="cpu")
+            bar.progress(1.0, text=f"Done: {len(df)} rows.")
+            st.session_state["sweeps_live_rows"] = df
+        except (ValueError, RuntimeError) as exc:
+            show_problem(exc, "The sweep could not run")
+            return
+    df = st.session_state.get("sweeps_live_rows")
+    if df is not None and len(df):
+        df = df.copy()
+        df.insert(0, "run", "live")
+        rs = report.ResultSet(df, [Path("live sweep")], [{}], [[]])
+        _results_views(rs, "sweeps_live")
+        st.download_button("Download rows (CSV)", df.to_csv(index=False).encode(),
+                           file_name="sweep.csv", mime="text/csv")
+
+
+def _models_of(dataset: str) -> list[str]:
+    try:
+        from explorer import models
+        return [m.name for m in models.models_for(dataset)]
+    except Exception:  # noqa: BLE001 - a registry problem just hides the dataset
+        return []
+
+
+# --------------------------------------------------------------------------------------------
+# Page
+# --------------------------------------------------------------------------------------------
+
+def render() -> None:
+    st.title("Sweeps: robustness over many images")
+    st.markdown("Mean scores over many images, with 95 % bootstrap intervals, for the attacks "
+                "and metrics of the explorer; and the paper's four claims checked against them.")
+    mode = st.segmented_control("Source", ["Open results", "Run a small sweep"],
+                                default="Open results", key="sweeps_mode")
+    if mode == "Run a small sweep":
+        _live_sweep()
+        citation_caption()
+        return
+    options = discover_folders()
+    chosen = st.multiselect(
+        "Results folders", options, default=options[:3] if options else [],
+        key="sweeps_folders",
+        help="Folders written by `python -m explorer evaluate --out FOLDER` under results/ or "
+             "docs/results/. Several folders are combined (a row repeated by a later folder is "
+             "counted once).")
+    extra = st.text_input("…or a folder path", "", key="sweeps_path",
+                          placeholder="/path/to/results/folder")
+    folders = list(chosen) + ([extra.strip()] if extra.strip() else [])
+    if not folders:
+        st.info("No results folder chosen. Make one with `python -m explorer evaluate --datasets "
+                "mnist --n-images 50 --out results/mnist50`, or run a small sweep here.")
+        citation_caption()
+        return
+    try:
+        paths = [_resolve(f) for f in folders]
+        for p in paths:
+            if not p.is_dir():
+                raise ev.ResultsError(f"{p} is not a folder")
+        rs = _load(tuple(str(p) for p in paths), tuple(_stamp(p) for p in paths))
+    except (ValueError, OSError) as exc:
+        show_problem(exc, "These results cannot be shown")
+        citation_caption()
+        return
+    _results_views(rs, "sweeps_open")
+    citation_caption()

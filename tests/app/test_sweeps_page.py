@@ -1,0 +1,83 @@
+"""The Sweeps page (issue 5) under Streamlit's AppTest: it opens a results folder and shows the
+report's numbers; a bad folder gives a message, not a traceback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "unit"))
+
+from evaluate_fakes import ToyBackend  # noqa: E402
+from explorer import evaluate as ev, report  # noqa: E402
+
+SCRIPT = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+from explorer.ui import sweeps
+sweeps.render()
+"""
+
+
+@pytest.fixture(scope="module")
+def toy_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweeps") / "toy"
+    cfg = ev.EvalConfig(datasets=("toy",), models=("natural", "pgd"), methods=("saliency",),
+                        attacks=("random_sign", "topk"), eps=(0.1, 0.2), w=(0, 1, 2),
+                        n_images=4, batch_size=2)
+    ev.run(cfg, folder, backend=ToyBackend(), device="cpu", progress=False)
+    return folder
+
+
+def open_page(path: str) -> AppTest:
+    at = AppTest.from_string(SCRIPT, default_timeout=120)
+    at.run()
+    at.multiselect(key="sweeps_folders").set_value([])
+    at.text_input(key="sweeps_path").set_value(path)
+    at.run()
+    return at
+
+
+def test_page_shows_the_report_numbers(toy_folder):
+    at = open_page(str(toy_folder))
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    # Default selection: the largest ε (the toy dataset has no paper ε), k = 5, w = 1.
+    tables = [df.value for df in at.dataframe]
+    assert len(tables) >= 2
+    set_table = tables[0]
+    rows = ev.load_results(toy_folder)
+    tab = report.summary_table(rows, "toy")
+    want = tab[(tab["model"] == "pgd") & (tab["attack"] == "topk")].iloc[0]
+    shown = set_table[(set_table["model"] == "pgd") & (set_table["attack"] == "top-k attack")]
+    cell = shown["top-k intersection"].item()
+    assert cell.startswith(f"{want['topk_intersection']:.3f} [")
+    # Every claim is listed with its verdict.
+    labels = [e.label for e in at.expander]
+    for n in (1, 2, 3, 4):
+        assert any(label.startswith(f"Claim {n}:") for label in labels), labels
+    # Changing w changes the LENS column to the w = 2 values.
+    at.selectbox(key="sweeps_open_w").set_value(2)
+    at.run()
+    shown = at.dataframe[0].value
+    want2 = report.summary_table(rows, "toy", w=2)
+    want2 = want2[(want2["model"] == "pgd") & (want2["attack"] == "topk")].iloc[0]
+    cell = shown[(shown["model"] == "pgd") & (shown["attack"] == "top-k attack")][
+        "w-LENS-recall@k"].item()
+    assert cell.startswith(f"{want2['lens_recall']:.3f} [")
+
+
+def test_bad_folder_is_a_message(tmp_path):
+    at = open_page(str(tmp_path / "missing"))
+    assert not at.exception
+    assert any("is not a folder" in e.value for e in at.error)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    at = open_page(str(bad))
+    assert not at.exception
+    assert any("config.json, line 1: not valid JSON" in e.value for e in at.error)
