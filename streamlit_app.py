@@ -8,10 +8,11 @@ import logging
 import streamlit as st
 
 from explorer.ui import compare_page, explorer_page
-from explorer.ui.common import APP_TITLE, guarded
+from explorer.ui.common import APP_TITLE, guarded, page_style
 
 st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout="wide",
                    initial_sidebar_state="expanded")
+page_style()
 
 
 def _sweeps_page():

@@ -66,3 +66,16 @@ def guarded(render: Callable[[], None]) -> Callable[[], None]:
 
 def citation_caption() -> None:
     st.caption(f"After {KAMATH} and {GHORBANI}.")
+
+
+PAGE_CSS = """
+<style>
+/* Less empty space above the page title on a laptop screen. */
+[data-testid="stMainBlockContainer"] {padding-top: 2.2rem; padding-bottom: 2rem;}
+[data-testid="stSidebarUserContent"] {padding-top: 0.5rem;}
+</style>
+"""
+
+
+def page_style() -> None:
+    st.markdown(PAGE_CSS, unsafe_allow_html=True)

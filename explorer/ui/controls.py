@@ -301,25 +301,48 @@ def _device_choice() -> tuple[str, str, str]:
     return choice, resolved, f"Running on: **{resolved}**"
 
 
-def _gallery(ds: str, samples) -> None:
+GALLERY_COLS = 4
+GALLERY_ROWS = 3
+
+
+@st.fragment
+def _gallery(ds: str) -> None:
+    """Thumbnails of the bundled images, a page at a time; clicking one picks it.
+
+    A fragment: paging through thumbnails reruns only the gallery; picking an image reruns the app.
+    """
+    if st.session_state.pop("gallery.picked", False):
+        st.rerun()
+    samples = stages.samples(ds)
     n = len(samples["names"])
-    cols_per_row = 4
-    with st.expander(f"Gallery ({n} bundled images)", expanded=False):
-        for start in range(0, n, cols_per_row):
-            cols = st.columns(cols_per_row, gap="small")
-            for j, col in enumerate(cols):
-                i = start + j
-                if i >= n:
-                    break
-                with col:
-                    st.image(samples["thumbs"][i], width="stretch")
-                    st.button(str(i), key=f"gal.{ds}.{i}", help=samples["names"][i],
-                              width="stretch", on_click=_pick_sample, args=(ds, i))
+    per_page = GALLERY_COLS * GALLERY_ROWS
+    pages = max(1, -(-n // per_page))
+    page_key = f"gallery.page.{ds}"
+    first = min(pages, 1 + int(st.session_state.get(f"cfg.sample.{ds}", 0)) // per_page)
+    if pages > 1:
+        page = st.pagination(pages, default=first, key=page_key, max_visible_pages=3,
+                             width="stretch")
+    else:
+        page = 1
+    start = (page - 1) * per_page
+    current = int(st.session_state.get(f"cfg.sample.{ds}", 0))
+    for row in range(start, min(start + per_page, n), GALLERY_COLS):
+        cols = st.columns(GALLERY_COLS, gap="small")
+        for j, col in enumerate(cols):
+            i = row + j
+            if i >= n:
+                break
+            with col:
+                st.image(samples["thumbs"][i], width="stretch")
+                st.button(str(i), key=f"gal.{ds}.{i}", help=samples["names"][i],
+                          width="stretch", on_click=_pick_sample, args=(ds, i),
+                          type="primary" if i == current else "secondary")
 
 
 def _pick_sample(ds: str, i: int) -> None:
     st.session_state["cfg.source"] = "sample"
     st.session_state[f"cfg.sample.{ds}"] = i
+    st.session_state["gallery.picked"] = True
 
 
 def _random_image(ds: str, n_samples: int, test_size: int | None, seed: int) -> None:
@@ -353,7 +376,8 @@ def _image_controls(ds: str, info) -> tuple[str, int, str | None, str | None]:
             return source, 0, None, None
         st.selectbox("Bundled image", range(n_samples), key=f"cfg.sample.{ds}",
                      format_func=lambda i: f"{i}: {samples['names'][i]}")
-        _gallery(ds, samples)
+        with st.expander(f"Gallery ({n_samples} bundled images)", expanded=False):
+            _gallery(ds)
         image = int(st.session_state[f"cfg.sample.{ds}"])
     elif source == "index":
         if test_size is None:
@@ -379,8 +403,8 @@ def _image_controls(ds: str, info) -> tuple[str, int, str | None, str | None]:
                 stages.upload_image(ds, uploaded.name, raw, sha)
                 accepted[ds] = (uploaded.name, sha, raw)
             except data.UploadError as exc:
-                upload_error = f"{uploaded.name} was refused: {exc}"
-                st.error(upload_error, icon=":material/block:")
+                upload_error = str(exc)
+                st.error(f"Refused: {exc}", icon=":material/block:")
         if ds in accepted and upload_error is None:
             upload_sha = accepted[ds][1]
             st.caption(f"Using {accepted[ds][0]}")

@@ -62,7 +62,9 @@ def choose_input(sb: Sidebar) -> Input | None:
         else:
             fallback_reason = "No image uploaded yet: choose a file in the sidebar."
     if fallback_reason:
-        st.info(f"{fallback_reason} Showing a bundled image meanwhile.", icon=":material/info:")
+        stop = "" if fallback_reason.rstrip().endswith((".", "!", "?")) else "."
+        st.info(f"{fallback_reason}{stop} Showing a bundled image meanwhile.",
+                icon=":material/info:")
     if s["x"] is None or len(s["names"]) == 0:
         st.error(f"No bundled images for {info.name}: {s.get('error') or 'the assets are missing'}."
                  " Pick another dataset.", icon=":material/error:")
