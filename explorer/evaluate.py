@@ -340,6 +340,8 @@ def resolve_config(config: EvalConfig, backend: "Backend") -> dict:
         if bad:
             raise ValueError(f"unknown model {', '.join(repr(b) for b in bad)} for dataset {d!r}; "
                              f"allowed: {', '.join(known) or '(none registered)'}")
+        for m in models:
+            backend.check_model(d, m)
         eps = _unique([defaults.epsilon if e == PAPER else parse_number(e)
                        for e in _as_tuple(config.eps, "eps")])
         for e in eps:
@@ -395,6 +397,10 @@ class Backend:
     def load_model(self, dataset: str, name: str, device: str) -> torch.nn.Module:
         raise NotImplementedError
 
+    def check_model(self, dataset: str, name: str) -> None:
+        """Raise (with a message saying what to do) when the model cannot be loaded; called
+        before any work starts."""
+
     def n_available(self, dataset: str, source: str) -> int | None:
         raise NotImplementedError
 
@@ -427,6 +433,11 @@ class RegistryBackend(Backend):
     def load_model(self, dataset, name, device):
         from . import models
         return models.load(dataset, name, device=device)
+
+    def check_model(self, dataset, name):
+        from . import models
+        if not models.is_available(dataset, name):
+            models.load(dataset, name)  # raises ModelUnavailable saying what to do
 
     def _test_set(self, dataset):
         if dataset not in self._test_sets:

@@ -470,7 +470,8 @@ def claims(df) -> list[Claim]:
     c3 = _paired_claim(
         df, 3, "Diverse top-k vs plain top-k",
         "Diverse top-k selection makes the robustness scores higher still.",
-        "Per image, w-LENS-recall@k-div − w-LENS-recall@k, w-LENS-prec@k-div − w-LENS-prec@k and "
+        "Per image, w-LENS-recall@k-div − w-LENS-recall@k, w-LENS-prec@k-div − w-LENS-prec@k "
+        "and "
         "top-k-div intersection − top-k intersection. Supported when, at the reference w, every "
         "mean difference is positive with its 95 % interval above 0.",
         (("lens_recall_div", "lens_recall"), ("lens_precision_div", "lens_precision"),
@@ -539,10 +540,10 @@ def _runs_md(rs: ResultSet) -> str:
                  f"{res['seed']}; surrogate β = {res['beta']:g}; selection measure "
                  f"{res['measure']}."]
         for d, p in res["per_dataset"].items():
-            lines.append(f"  - {d}: ε ∈ {{{', '.join(f'{e:.4g}' for e in p['eps'])}}}, k ∈ "
-                         f"{{{', '.join(map(str, p['k']))}}}, w ∈ {{{', '.join(map(str, p['w']))}}}"
-                         f", attack k' = {p['attack_k']}, α = {p['step_size']:.4g}, P = "
-                         f"{p['steps']}.")
+            eps = ", ".join(f"{e:.4g}" for e in p["eps"])
+            ks, ws = ", ".join(map(str, p["k"])), ", ".join(map(str, p["w"]))
+            lines.append(f"  - {d}: ε ∈ {{{eps}}}, k ∈ {{{ks}}}, w ∈ {{{ws}}}, attack k' = "
+                         f"{p['attack_k']}, α = {p['step_size']:.4g}, P = {p['steps']}.")
         for m, v in mp.items():
             if v["report"]:
                 same = v["report"] == v["attack"]

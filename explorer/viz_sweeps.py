@@ -19,7 +19,8 @@ ATTACK_COLORS = {"random_sign": "#7f7f7f", "topk": "#d62728", "mass_center": "#1
                  "lens_topk": "#9467bd", "random_walk": "#8c564b", "targeted": "#2ca02c"}
 MODEL_COLORS = {"natural": "#ff7f0e", "pgd": "#2ca02c"}
 _FALLBACK = ["#17becf", "#bcbd22", "#e377c2", "#393b79", "#637939"]
-AXIS_LABEL = {"epsilon": "ε (ℓ∞ budget, [0, 1] pixel units)", "w": "w (neighbourhood radius, px)"}
+AXIS_LABEL = {"epsilon": "ε (ℓ∞ budget, [0, 1] pixel units)",
+              "w": "w (neighbourhood radius, px)"}
 
 
 def _color(table: dict, key: str, i: int) -> str:

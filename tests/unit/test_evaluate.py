@@ -330,7 +330,8 @@ def test_cli_reports_bad_names_without_traceback(tmp_path, capsys):
     code = main(["evaluate", "--datasets", "mnist", "--eps", "0.3", "lots",
                  "--out", str(tmp_path / "x")])
     assert code == 2
-    assert "--eps values must be numbers (0.3, 8/255) or 'paper'; got 'lots'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--eps values must be numbers (0.3, 8/255) or 'paper'; got 'lots'" in err
 
 
 def test_parse_helpers():
