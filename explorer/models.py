@@ -150,14 +150,18 @@ ARCHITECTURES: dict[tuple[str, str], Architecture] = {
 }
 
 
+TRAINABLE_DATASETS = ("mnist", "fashion_mnist", "gtsrb", "flowers102")
+
+
 def default_architecture(dataset: str) -> str:
-    """The architecture `train` fits for ``dataset``."""
-    for (ds, key) in ARCHITECTURES:
-        if ds == dataset:
-            return key
+    """The architecture `train` fits for ``dataset`` (ImageNet models are not trained here)."""
+    if dataset in TRAINABLE_DATASETS:
+        for (ds, key) in ARCHITECTURES:
+            if ds == dataset:
+                return key
     raise ValueError(
         f"no trainable architecture for dataset {dataset!r}; trainable datasets: "
-        f"{', '.join(sorted({d for d, _ in ARCHITECTURES}))}"
+        f"{', '.join(TRAINABLE_DATASETS)}"
     )
 
 
@@ -254,24 +258,48 @@ def hub_checkpoint_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
-def _host_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """True if a TCP connection to host:port opens within ``timeout`` s (DNS included)."""
-    import socket
+def _url_reachable(url: str, timeout: float = 3.0) -> bool:
+    """True if an HTTP HEAD request to ``url`` answers 2xx/3xx within ``timeout`` s.
+
+    Runs in a daemon thread with a hard deadline, so a DNS lookup or a proxy that accepts
+    connections and never answers cannot hang the caller.
+    """
     import threading
+    import urllib.request
 
     result = {"ok": False}
 
     def probe():
         try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result["ok"] = True
-        except OSError:
+            req = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                result["ok"] = 200 <= resp.status < 400
+        except Exception:
             pass
 
     t = threading.Thread(target=probe, daemon=True)
     t.start()
     t.join(timeout + 0.5)
     return result["ok"]
+
+
+def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
+    """Fetch ``url`` into ``dest`` (atomic), checking torch hub's hash prefix in the name."""
+    import re
+    import urllib.request
+
+    h = hashlib.sha256()
+    tmp = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+        for chunk in iter(lambda: resp.read(1 << 20), b""):
+            h.update(chunk)
+            out.write(chunk)
+    m = re.search(r"-([a-f0-9]+)\.", dest.name)
+    if m and not h.hexdigest().startswith(m.group(1)):
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"hash mismatch: sha256 {h.hexdigest()[:12]}... does not start with {m.group(1)}")
+    tmp.replace(dest)
 
 
 def _offline() -> bool:
@@ -287,7 +315,7 @@ def _load_torchvision_state(name: str) -> dict:
 
         url = _torchvision_weights(name).url
         host = urlparse(url).hostname or ""
-        if _offline() or not _host_reachable(host):
+        if _offline() or not _url_reachable(url):
             raise ModelUnavailable(
                 f"the ImageNet weights of {name} are not downloaded and {host} cannot be reached "
                 f"(offline). Connect to the internet once and reload (they are cached in "
@@ -295,7 +323,7 @@ def _load_torchvision_state(name: str) -> dict:
                 f"EfficientNet-Lite0 works offline."
             )
         try:
-            torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True)
+            _download(url, path)
         except Exception as exc:
             raise ModelUnavailable(
                 f"downloading the weights of {name} from {url} failed ({exc}); retry when "
@@ -531,11 +559,17 @@ def load_user_checkpoint(dataset: str, arch_name: str, data: bytes, device="cpu"
     try:
         obj = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        text = str(exc)
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0].strip()
+        if "global" in text.lower():
+            raise CheckpointError(
+                "refused: the file holds Python objects other than tensors (a pickle that could "
+                "run code), and only plain weights are loaded. Save the weights with "
+                f"torch.save(model.state_dict(), path). [{detail[:200]}]"
+            ) from None
         raise CheckpointError(
-            "refused: the file holds Python objects other than tensors (a pickle that could run "
-            "code), and only plain weights are loaded. Save the weights with "
-            f"torch.save(model.state_dict(), path). [{first[:200]}]"
+            f"not a readable PyTorch checkpoint ({detail[:200]}); only files written by "
+            "torch.save(model.state_dict(), path) are accepted"
         ) from None
     except Exception as exc:
         raise CheckpointError(

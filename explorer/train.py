@@ -60,6 +60,12 @@ class TrainConfig:
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         arch = self.arch or _models.default_architecture(self.dataset)
+        if (self.dataset, arch) not in _models.ARCHITECTURES or self.dataset not in _models.TRAINABLE_DATASETS:
+            allowed = [a for (d, a) in _models.ARCHITECTURES if d == self.dataset]
+            raise ValueError(
+                f"cannot train architecture {arch!r} on {self.dataset}; trainable: "
+                f"{', '.join(allowed) if self.dataset in _models.TRAINABLE_DATASETS else 'none'}"
+            )
         eps = info.defaults.epsilon if self.epsilon is None else float(self.epsilon)
         step = self.pgd_step_size if self.pgd_step_size is not None else 2.5 * eps / self.pgd_steps
         drop = self.lr_drop_epoch if self.lr_drop_epoch is not None else int(math.ceil(0.75 * self.epochs))
@@ -166,8 +172,8 @@ def robust_accuracy(
 # --------------------------------------------------------------------------------------
 
 
-def _checkpoint_path(cfg: TrainConfig) -> Path:
-    return _data.data_root() / "checkpoints" / f"{cfg.dataset}-{cfg.variant}.ckpt"
+def _checkpoint_path(cfg: TrainConfig, root=None) -> Path:
+    return _data.data_root(root) / "checkpoints" / f"{cfg.dataset}-{cfg.variant}.ckpt"
 
 
 def _log(msg: str, log=print) -> None:
@@ -191,7 +197,7 @@ def train(cfg: TrainConfig, root=None, log=print, resume: bool = True) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     start_epoch, history, elapsed = 0, [], 0.0
 
-    ckpt_path = _checkpoint_path(cfg)
+    ckpt_path = _checkpoint_path(cfg, root)
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=True)
         if state.get("config") == dataclasses.asdict(cfg):
