@@ -580,11 +580,13 @@ UPLOAD_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 _ALLOWED_TEXT = "PNG, JPEG, WebP, BMP or GIF (first frame), at most 20 MB and 40 megapixels"
 
 
-def load_upload(data: bytes, filename: str, dataset: str) -> torch.Tensor:
+def load_upload(data: bytes, filename: str, dataset: str, invert: bool = False) -> torch.Tensor:
     """Decode an uploaded image into ``(1, C, H, W)`` in [0, 1] for ``dataset``'s models.
 
     Converted to the dataset's channels (grayscale via luminance; transparency composited
-    on white), resized (shorter side) and centre-cropped to its size. Refused with
+    on white; EXIF rotation applied), resized (shorter side) and centre-cropped to its size.
+    ``invert=True`` returns ``1 - x`` (dark strokes on white paper -> MNIST's white on black).
+    Refused with
     UploadError: files over 20 MB, images over 40 megapixels (checked from the header,
     before decoding), unknown extensions, non-images, undecodable or truncated files.
     """
@@ -632,15 +634,18 @@ def load_upload(data: bytes, filename: str, dataset: str) -> torch.Tensor:
         if w < 1 or h < 1:
             raise UploadError(f"{name} has no pixels ({w}×{h})")
         try:
+            from PIL import ImageOps
+
             im.seek(0)  # first frame of an animation
             im.load()
-            rgb = _to_mode(im, info.channels)
+            rgb = _to_mode(ImageOps.exif_transpose(im) if im.format == "JPEG" else im, info.channels)
         except Exception as exc:  # truncated data, corrupt streams
             raise UploadError(
                 f"{name} is truncated or corrupt ({exc}); upload a complete {_ALLOWED_TEXT} file"
             ) from None
     prep = T.Compose([T.Resize(min(info.size)), T.CenterCrop(info.size), T.ToTensor()])
-    return prep(rgb).unsqueeze(0).clamp_(0.0, 1.0)
+    x = prep(rgb).unsqueeze(0).clamp_(0.0, 1.0)
+    return 1.0 - x if invert else x
 
 
 def _to_mode(im, channels: int):

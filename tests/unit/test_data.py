@@ -279,6 +279,20 @@ def test_upload_resize_and_centre_crop():
     x = data.load_upload(_encode(img, "PNG"), "wide.png", "mnist")
     assert x.shape == (1, 1, 28, 28)
     assert x.min() > 0.99
+    inverted = data.load_upload(_encode(img, "PNG"), "wide.png", "mnist", invert=True)
+    assert torch.allclose(inverted, 1 - x)
+
+
+def test_upload_jpeg_exif_rotation_applied():
+    img = Image.new("L", (60, 30), 0)
+    img.paste(255, (0, 0, 30, 30))  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise for display
+    x = data.load_upload(_encode(img, "JPEG", exif=exif, quality=95), "r.jpg", "imagenet")
+    # displayed upright the image is 30 wide × 60 tall, white on top: the centre crop shows
+    # the white/black boundary as a horizontal line.
+    top, bottom = x[0, 0, :50].mean(), x[0, 0, -50:].mean()
+    assert top > 0.9 and bottom < 0.1
 
 
 def test_upload_too_large_refused():
