@@ -23,10 +23,28 @@ NEIGHBOURHOOD = "rgba(86, 180, 233, 0.35)"  # translucent sky blue: N_w of the o
 TOPK = "#56B4E9"  # sky blue: a top-k pixel (diverse view)
 DIVERSE = "#CC79A7"  # reddish purple: a diverse top-k pick
 SQUARE = "#F0E442"  # yellow: exclusion square around a diverse pick
-MAP_COLORSCALE = "Inferno"
 MAP_CMAP = "inferno"
 
 _NAN = float("nan")
+
+
+def rgb_string(colour: str) -> str:
+    """``#rrggbb`` -> ``rgb(r, g, b)``; other strings unchanged.
+
+    The plotly.js bundled with Streamlit 1.67 draws some hex stops wrongly (Inferno's first stop
+    ``#000004`` comes out pink), so every colour handed to plotly goes as ``rgb()``.
+    """
+    if colour.startswith("#") and len(colour) == 7:
+        r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        return f"rgb({r}, {g}, {b})"
+    return colour
+
+
+def _map_colorscale() -> list:
+    from plotly.colors import sequential
+
+    stops = sequential.Inferno
+    return [[i / (len(stops) - 1), rgb_string(c)] for i, c in enumerate(stops)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,7 +173,7 @@ def side_by_side(
             hovertemplate=_rank_hover(name)), 1, col)
     _square_layout(fig, col, height)
     fig.update_layout(coloraxis=dict(
-        colorscale=MAP_COLORSCALE, cmin=0.0, cmax=zmax,
+        colorscale=_map_colorscale(), cmin=0.0, cmax=zmax,
         colorbar=dict(title=dict(text="map", side="right"), thickness=10, len=0.9, x=1.0,
                       xpad=4)))
     return fig, factor
@@ -170,7 +188,7 @@ def _category_layer(masks: Sequence[tuple[np.ndarray, str]], shape: tuple[int, i
         mask = np.asarray(mask, dtype=bool)
         z[mask] = value
         text[mask] = label
-        colours.append(colour)
+        colours.append(rgb_string(colour))
     n = max(len(colours), 1)
     scale = []
     for i, c in enumerate(colours):
@@ -204,7 +222,7 @@ def _legend_entry(fig, label: str, colour: str, group: str, symbol: str = "squar
 
     fig.add_trace(go.Scatter(
         x=[None], y=[None], mode="markers", name=label, legendgroup=group,
-        marker=dict(color=colour, size=11, symbol=symbol), hoverinfo="skip"), 1, 1)
+        marker=dict(color=rgb_string(colour), size=11, symbol=symbol), hoverinfo="skip"), 1, 1)
 
 
 def overlap_figure(
@@ -319,7 +337,8 @@ def diverse_figure(
         if show_squares and w > 0:
             px, py = _square_outlines(div, w)
             fig.add_trace(go.Scatter(x=px, y=py, mode="lines", hoverinfo="skip",
-                                     line=dict(color=SQUARE, width=1), showlegend=False), 1, col)
+                                     line=dict(color=rgb_string(SQUARE), width=1),
+                                     showlegend=False), 1, col)
     _legend_entry(fig, "top-k pixel", TOPK, "t")
     _legend_entry(fig, "diverse top-k pick", DIVERSE, "d")
     if show_squares and w > 0:
@@ -356,7 +375,8 @@ def metric_lines(
     fig = go.Figure()
     groups: dict = {}
     for s in series:
-        colour = PALETTE[groups.setdefault(s.get("group", s["name"]), len(groups)) % len(PALETTE)]
+        colour = rgb_string(
+            PALETTE[groups.setdefault(s.get("group", s["name"]), len(groups)) % len(PALETTE)])
         ys = [None if (y is None or np.isnan(y)) else float(y) for y in s["y"]]
         fig.add_trace(go.Scatter(
             x=list(xs), y=ys, mode="lines+markers", name=s["name"],

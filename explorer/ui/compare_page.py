@@ -19,7 +19,8 @@ def _pick_models(dataset: str) -> list:
     infos = models.models_for(dataset)
     by_name = {m.name: m for m in infos}
     chosen = [by_name[n] for n in ("natural", "pgd") if n in by_name]
-    for m in infos:
+    ready = [m for m in infos if controls._available(models, dataset, m.name)]
+    for m in ready + infos:
         if len(chosen) >= 2:
             break
         if m not in chosen:
@@ -58,7 +59,7 @@ def render() -> None:
             label = minfo.label or minfo.name
             st.markdown(f"**{label}**")
             try:
-                st.caption(controls._card_line(models.card(cfg.dataset, minfo.name)))
+                st.caption(controls.card_line(models.card(cfg.dataset, minfo.name)))
             except Exception as exc:  # noqa: BLE001
                 st.caption(f"model card unreadable: {exc}")
             net = flow.load_model(cfg.dataset, minfo.name, device)

@@ -94,6 +94,24 @@ def attack_defaults(dataset_info, attack_info) -> dict[str, Any]:
     return out
 
 
+def attack_summary(dataset_info, attack_info, values: dict[str, Any]) -> str:
+    """'ε = 8/255 · α = 0.5/255 · steps P = 300 · …' in the units the sidebar shows."""
+    scale = pixel_scale(dataset_info)
+    parts = []
+    for p in attack_specs(attack_info):
+        if p.name not in values:
+            continue
+        v = values[p.name]
+        if p.name in PIXEL_PARAMS and scale != 1.0:
+            text = f"{v * scale:.3g}/255"
+        elif isinstance(v, float):
+            text = f"{v:.4g}"
+        else:
+            text = str(v)
+        parts.append(f"{p.display_label} = {text}")
+    return " · ".join(parts)
+
+
 def _param_key(prefix: str, *parts: str) -> str:
     return ".".join((prefix,) + parts)
 
@@ -246,46 +264,39 @@ def sync_query_params(cfg: Config, ran: bool) -> None:
 
 # ------------------------------------------------------------------------------- sidebar
 
-def _card_line(card: dict | None) -> str:
-    """One line of a model card: clean and robust accuracy where the card has them."""
+def card_line(card: dict | None) -> str:
+    """One line of a model card: clean and robust accuracy (or the published top-1)."""
     if not card:
-        return "no model card"
+        return "no model card (not trained yet)"
     parts = []
-    clean = _find(card, ("clean_accuracy", "accuracy", "test_accuracy", "clean_acc"))
-    robust = _find(card, ("robust_accuracy", "pgd_accuracy", "adversarial_accuracy", "robust_acc"))
-    if clean is not None:
-        parts.append(f"clean accuracy {_pct(clean)}")
-    if robust is not None:
-        eps = _find(card, ("robust_epsilon", "eval_epsilon", "epsilon"))
-        extra = f" (PGD, ε = {eps:.3g})" if isinstance(eps, (int, float)) else ""
-        parts.append(f"robust accuracy {_pct(robust)}{extra}")
+    clean = card.get("clean_accuracy")
+    robust = card.get("robust_accuracy")
+    if isinstance(clean, (int, float)):
+        n = card.get("clean_accuracy_n")
+        parts.append(f"clean accuracy {_pct(clean)}" + (f" (n = {n})" if n else ""))
+    if isinstance(robust, (int, float)):
+        ev = card.get("robust_eval") if isinstance(card.get("robust_eval"), dict) else {}
+        eps = ev.get("epsilon")
+        parts.append(f"robust accuracy {_pct(robust)}"
+                     + (f" (PGD, ε = {eps:.3g})" if isinstance(eps, (int, float)) else ""))
+    top1 = card.get("reference_top1")
+    if isinstance(top1, (int, float)) and top1 == top1:
+        parts.append(f"published ImageNet top-1 {_pct(top1)}")
     if card.get("interim"):
         parts.append("interim weights")
-    return " · ".join(parts) if parts else "model card has no accuracies"
-
-
-def _find(d: Any, keys: tuple[str, ...]) -> Any:
-    if isinstance(d, dict):
-        for key in keys:
-            if key in d and isinstance(d[key], (int, float, dict)):
-                value = d[key]
-                if isinstance(value, dict):
-                    inner = _find(value, ("value", "accuracy", "mean"))
-                    if inner is not None:
-                        return inner
-                    continue
-                return value
-        for value in d.values():
-            if isinstance(value, dict):
-                found = _find(value, keys)
-                if found is not None:
-                    return found
-    return None
+    return " · ".join(parts) if parts else "the model card lists no accuracy"
 
 
 def _pct(v: float) -> str:
     v = float(v)
     return f"{100 * v:.1f}%" if v <= 1.0 else f"{v:.1f}%"
+
+
+def _available(models, dataset: str, name: str) -> bool:
+    try:
+        return bool(models.is_available(dataset, name))
+    except Exception:  # noqa: BLE001 - availability is a hint; load() gives the real message
+        return True
 
 
 def _device_choice() -> tuple[str, str, str]:
@@ -446,15 +457,18 @@ def sidebar() -> Sidebar:
 
         model_infos = models.models_for(ds)
         model_names = [m.name for m in model_infos]
-        labels = {m.name: (m.label or m.name) for m in model_infos}
+        available = {m.name: _available(models, ds, m.name) for m in model_infos}
+        labels = {m.name: (m.label or m.name) + ("" if available[m.name] else " · not here")
+                  for m in model_infos}
         if model_names:
-            _init(f"cfg.model.{ds}", model_names[0])
+            _init(f"cfg.model.{ds}", next((n for n in model_names if available[n]),
+                                          model_names[0]))
             if st.session_state[f"cfg.model.{ds}"] not in model_names:
                 st.session_state[f"cfg.model.{ds}"] = model_names[0]
             model = st.selectbox("Model", model_names, key=f"cfg.model.{ds}",
                                  format_func=lambda n: labels.get(n, n))
             try:
-                st.caption(_card_line(models.card(ds, model)))
+                st.caption(card_line(models.card(ds, model)))
             except Exception as exc:  # a broken card must not hide the sidebar
                 st.caption(f"model card unreadable: {exc}")
         else:

@@ -102,22 +102,30 @@ def render() -> None:
     with note_col:
         from explorer import attacks
 
-        ap = cfg.attack_params
-        eps = ap.get("epsilon")
-        scale = controls.pixel_scale(info)
-        eps_text = (f"ε = {eps * scale:.3g}/255" if scale != 1 else f"ε = {eps:.3g}") \
-            if eps is not None else ""
-        st.caption(f"{attacks.ATTACKS[cfg.attack].name} · {eps_text} · "
-                   + " · ".join(f"{k} = {v}" for k, v in ap.items() if k != "epsilon")
-                   + f" · seed {cfg.seed} · device {device}")
+        st.caption(f"{attacks.ATTACKS[cfg.attack].name}: "
+                   + controls.attack_summary(info, attacks.ATTACKS[cfg.attack], cfg.attack_params)
+                   + f" · seed {cfg.seed} · running on {device}")
     autorun = st.session_state.pop("cfg.autorun", False)
     res = None
+    partial = None
     if clicked or autorun or flow.attack_was_run(cfg, device, inp):
         res = flow.run_attack(cfg, device, inp)
+    else:
+        res = partial = flow.partial_attack(cfg, device, inp)
+    h, w = info.size
+    steps = cfg.attack_params.get("steps", 0) or 0
+    if res is None and device == "cpu" and h * w >= 128 * 128 and steps > 20:
+        st.caption(f":material/schedule: {steps} attack steps on a {h}×{w} image take a while on "
+                   "a CPU (seconds per step); lower the steps for a quick look. While it runs, "
+                   "any click stops the attack and keeps the best iterate so far.")
     rand = flow.random_sign(cfg, device, inp)
     controls.sync_query_params(cfg, ran=res is not None)
 
     _banner(cfg.dataset, orig, res, inp)
+    if partial is not None:
+        st.info(f"You stopped this attack after {partial['steps_run']} of {steps} steps; shown is "
+                "the best label-preserving iterate found by then. Press **Run attack** to run it "
+                "in full.", icon=":material/pause_circle:")
     if orig["degenerate"]:
         st.warning("The original map is all zeros: the gradient of the predicted class vanished "
                    "at this input, so the map ranks nothing. Rank correlations and the centre "
@@ -170,7 +178,6 @@ def render() -> None:
                         model=model_facts, input_name=inp.name, image=inp.x[0],
                         images_b=images_b, predictions=predictions,
                         attack_summary=res["message"] if res is not None else "")
-    h, w = info.size
     panels.analysis(panels.PanelInput(
         dataset=cfg.dataset, height=h, width=w, pairs=pairs, histories=histories,
         measure=cfg.attack_params.get("measure", "topk_intersection"), key="exp", export=ctx))

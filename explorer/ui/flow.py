@@ -6,6 +6,7 @@ and returns ``None`` so that the page can carry on with what it has.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from . import stages
 from .common import show_problem
 from .controls import UPLOAD_STATE, Sidebar
 from .state import Config
+
+STOP_WAIT_S = 300  # longest wait for an interrupted attack to finish its current step
 
 
 @dataclass
@@ -116,16 +119,41 @@ def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None
     measure_name = metrics.METRICS[measure].name if measure in metrics.METRICS else measure
     slot = st.empty()
     bar = slot.progress(0.0, text=f"{label}starting the {attacks.ATTACKS[cfg.attack].name}…")
+    board, board_key = stages.attack_board(), (stages.session_id(), key)
+    board.start(board_key)
+    partial = None
     try:
         res = stages.attack(key[0], key[1], inp.x, key[2], key[3], key[4], key[5], key[6],
                             key[7], _progress=stages.progress_callback(bar, measure_name))
+    except stages.AttackInterrupted as stop:
+        # Keep the best iterate so far for this configuration, then let Streamlit handle the
+        # click that interrupted the run.
+        partial = stop.result
+        raise stop.control from None
     except ValueError as exc:
         slot.empty()
         show_problem(exc, f"{label}The attack refused these settings")
         return None
+    finally:
+        board.finish(board_key, partial)
     slot.empty()
     st.session_state.setdefault("attacks.done", set()).add(key)
     return res
+
+
+def partial_attack(cfg: Config, device: str, inp: Input, model: str | None = None
+                   ) -> dict[str, Any] | None:
+    """The best result of an attack run that the user interrupted, if any."""
+    key = attack_call_key(cfg, device, inp, model)
+    board, board_key = stages.attack_board(), (stages.session_id(), key)
+    if board.is_running(board_key):
+        # Streamlit starts the new run at once while the interrupted one finishes its current
+        # step (runner.fastReruns): wait for it to hand over its best result.
+        with st.spinner("Stopping the attack after its current step…"):
+            deadline = time.monotonic() + STOP_WAIT_S
+            while board.is_running(board_key) and time.monotonic() < deadline:
+                time.sleep(0.05)
+    return board.get_partial(board_key)
 
 
 def attack_was_run(cfg: Config, device: str, inp: Input, model: str | None = None) -> bool:

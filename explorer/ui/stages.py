@@ -201,7 +201,78 @@ def attack(model_key: tuple[str, str, str], image_key: str, _x: np.ndarray, meth
                          attack=attack_key, seed=seed, progress=_progress, **kwargs)
     out = _result_to_numpy(res)
     out["seconds"] = time.perf_counter() - t0
+    out["stopped_early"] = bool(getattr(res, "stopped_early", False))
+    interrupt = getattr(_progress, "interrupt", None)
+    if interrupt is not None:
+        raise AttackInterrupted(out, interrupt)  # not cached: a partial run
     return out
+
+
+class AttackBoard:
+    """Which attacks are running and the best results of interrupted ones, per session.
+
+    Lives outside ``st.session_state`` on purpose: when the user clicks during an attack,
+    Streamlit starts the next run in a new thread at once (``runner.fastReruns``) while the
+    interrupted run finishes its current step, and the two must hand over the result safely.
+    """
+
+    MAX_PARTIAL = 16
+
+    def __init__(self) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.lock = threading.Lock()
+        self.running: dict[tuple, float] = {}
+        self.partial: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+
+    def start(self, key: tuple) -> None:
+        with self.lock:
+            self.running[key] = time.monotonic()
+
+    def finish(self, key: tuple, partial: dict[str, Any] | None = None) -> None:
+        with self.lock:
+            self.running.pop(key, None)
+            if partial is None:
+                self.partial.pop(key, None)
+            else:
+                self.partial[key] = partial
+                self.partial.move_to_end(key)
+                while len(self.partial) > self.MAX_PARTIAL:
+                    self.partial.popitem(last=False)
+
+    def is_running(self, key: tuple) -> bool:
+        with self.lock:
+            return key in self.running
+
+    def get_partial(self, key: tuple) -> dict[str, Any] | None:
+        with self.lock:
+            return self.partial.get(key)
+
+
+@st.cache_resource(show_spinner=False)
+def attack_board() -> AttackBoard:
+    return AttackBoard()
+
+
+def session_id() -> str:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "bare"
+
+
+class AttackInterrupted(Exception):
+    """The user interacted with the page while an attack ran: the attack stopped early.
+
+    Carries the best result so far (numpy dict, not cached) and Streamlit's control exception
+    (rerun / stop), which the page must re-raise so that Streamlit handles the interaction.
+    """
+
+    def __init__(self, result: dict[str, Any], control: BaseException):
+        super().__init__("attack interrupted by the user")
+        self.result = result
+        self.control = control
 
 
 def progress_callback(bar, measure_label: str) -> Callable[[int, int, float], bool]:
@@ -209,22 +280,42 @@ def progress_callback(bar, measure_label: str) -> Callable[[int, int, float], bo
 
     Streamlit records elements drawn inside a cached function to replay them on cache hits; the
     progress updates must not be replayed, so they run in the context captured here (outside the
-    cached function).
+    cached function). When the user clicks anything while the attack runs, Streamlit raises its
+    rerun/stop signal inside the update: the callback keeps it (``update.interrupt``) and asks the
+    attack to stop early, so the best iterate so far is kept.
     """
     outer = contextvars.copy_context()
-    state = {"last": 0.0}
+    state = {"last": 0.0, "start": time.perf_counter()}
 
     def update(step: int, total: int, best: float) -> bool:
+        if update.interrupt is not None:
+            return True
         now = time.perf_counter()
-        if step < total and now - state["last"] < 0.1:
+        if 0 < step < total and now - state["last"] < 0.1:
             return False  # at most ~10 updates a second
         state["last"] = now
         frac = min(max(step / max(total, 1), 0.0), 1.0)
         best_text = "n/a" if best is None or not np.isfinite(best) else f"{best:.3f}"
         text = f"step {step} / {total} · best {measure_label} so far: {best_text}"
-        outer.run(bar.progress, frac, text=text)
+        if step > 0:
+            per_step = (now - state["start"]) / step
+            left = per_step * (total - step)
+            if left > 5:
+                text += (f" · {per_step:.2g} s per step, about "
+                         f"{left / 60:.0f} min left" if left > 90 else
+                         f" · {per_step:.2g} s per step, about {left:.0f} s left")
+            if left > 20:
+                text += " · any click stops it and keeps the best so far"
+        try:
+            outer.run(bar.progress, frac, text=text)
+        except BaseException as exc:  # Streamlit's rerun/stop signal (a BaseException)
+            if isinstance(exc, Exception):
+                raise
+            update.interrupt = exc
+            return True
         return False
 
+    update.interrupt = None
     return update
 
 

@@ -154,3 +154,21 @@ def test_compare_page(page, app_url):
     assert len(table["values"]) == 2
     tall_screenshot(page, "07-compare-full", 2000)
     _no_traceback(page)
+
+
+def test_click_during_attack_stops_it_and_keeps_the_best(page, app_url):
+    open_app(page, app_url, "a.steps=5000&seed=3")
+    page.get_by_role("button", name="Run attack").click()
+    page.get_by_text("any click stops it").wait_for()
+    page.locator(".st-key-exp-overlay label").click()  # any interaction
+    page.get_by_text("You stopped this attack after").wait_for()
+    wait_idle(page)
+    text = page.locator('[data-testid="stMain"]').inner_text()
+    steps_run = int(text.split("You stopped this attack after ")[1].split(" ")[0])
+    assert 0 < steps_run < 5000
+    # The partial result is on screen: the banner and the attack column.
+    assert page.locator('[data-testid="stAlertContentSuccess"], '
+                        '[data-testid="stAlertContentWarning"]').count() >= 1
+    assert list(read_table(page)["values"]) == ["attack", "random sign"]
+    screenshot(page, "08-stopped")
+    _no_traceback(page)
