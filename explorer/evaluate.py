@@ -515,6 +515,24 @@ def plan_units(resolved: dict) -> list[Unit]:
     return units
 
 
+def unit_cost(unit: Unit, resolved: dict) -> float:
+    """Rough relative cost of a unit, for the progress bar's ETA only: images × model passes.
+
+    An iterative gradient attack step costs about 4 passes (a double backward and the real
+    model's map) per point of the method (path points, noisy copies); a random step 2; the maps
+    of x and of x' with the reported parameters add 2 each.
+    """
+    info = ATTACKS[unit.attack]
+    mres = resolved["method_params"][unit.method]
+
+    def points(params):
+        return max(1, int(params.get("steps", params.get("n_samples", 1))))
+
+    steps = resolved["per_dataset"][unit.dataset]["steps"] if info.iterative else 1
+    per_step = 4 if info.uses_gradient else 2
+    return unit.n * (points(mres["attack"]) * (per_step * steps + 2) + 4 * points(mres["report"]))
+
+
 def unit_seed(seed: int, dataset: str, source: str, first_image: int) -> int:
     """Seed of the batch that starts at selection position ``first_image``: independent of the
     model, method, attack, ε and of which process runs it (so random noise is paired)."""
@@ -972,7 +990,11 @@ def _run(config, resolved, units, folder, backend, ctx, dev, progress, command):
     elif progress and ctx.rank == 0 and total_rows:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_rows, unit="row", dynamic_ncols=True, smoothing=0.05,
+        # The bar advances by estimated work (so the ETA holds when cheap random-noise batches
+        # come before 100-step attacks) and shows rows done beside it.
+        bar = tqdm(total=sum(unit_cost(u, resolved) for u in mine), dynamic_ncols=True,
+                   smoothing=0.02, mininterval=1.0,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
                    desc=f"evaluate ({ctx.world} proc)" if ctx.world > 1 else "evaluate")
         if done:
             bar.write(f"resuming: {len(done)} of {len(units)} batches already done in {folder}")
@@ -995,9 +1017,16 @@ def _run(config, resolved, units, folder, backend, ctx, dev, progress, command):
         x = xs[unit.start:unit.stop].to(dev)
         text = f"{unit.dataset}/{unit.model}/{unit.method}/{unit.attack} ε={unit.epsilon:.4g}"
 
-        def on_step(step, total, best, _text=text):
-            if bar is not None and (step == total or step % 10 == 0):
-                bar.set_postfix_str(f"{_text} step {step}/{total}", refresh=False)
+        cost = unit_cost(unit, resolved)
+        advanced = [0.0]
+
+        def on_step(step, total, best, _text=text, _cost=cost, _done=rows_done):
+            if bar is not None:
+                target = 0.95 * _cost * step / total  # the metrics take the last share
+                bar.update(target - advanced[0])
+                advanced[0] = target
+                bar.set_postfix_str(f"rows {_done}/{total_rows} · {_text} step {step}/{total}",
+                                    refresh=False)
             return None
 
         rows = evaluate_unit(unit, model_cache[key], x, ys[unit.start:unit.stop],
@@ -1009,7 +1038,8 @@ def _run(config, resolved, units, folder, backend, ctx, dev, progress, command):
             memory_rows.extend(rows)
         rows_done += unit.n
         if bar is not None:
-            bar.update(unit.n)
+            bar.update(cost - advanced[0])
+            bar.set_postfix_str(f"rows {rows_done}/{total_rows} · {text} done", refresh=False)
         if report is not None:
             report(rows_done, total_rows, text)
     if bar is not None:
