@@ -58,8 +58,33 @@ def _check_beta(beta) -> float:
     return float(beta)
 
 
+class _Softplus(torch.autograd.Function):
+    """``softplus_β(z) = log(1 + e^{βz}) / β`` with a fast, double-differentiable backward.
+
+    ``F.softplus`` on the CPU evaluates ``log1p`` element by element (about 6× slower than this
+    whole function on a 64×32×28×28 activation) and it was the largest cost of an attack step.
+    Forward: ``max(z, 0) - log(sigmoid(β|z|)) / β`` (stable: ``sigmoid(β|z|)`` lies in
+    ``[1/2, 1]``). Backward: ``g · sigmoid(βz)``, written with differentiable torch ops, so
+    autograd differentiates it again (``create_graph=True``) with ``β·σ(1-σ)``.
+    ``clamp_min`` rather than ``relu``: the surrogate's function mode would smooth ``relu``.
+    """
+
+    @staticmethod
+    def forward(ctx, z, beta):
+        ctx.save_for_backward(z)
+        ctx.beta = beta
+        # In place on temporaries: this runs without autograd, so nothing else holds them.
+        out = torch.sigmoid(z.abs().mul_(beta)).log_().mul_(-1.0 / beta)
+        return out.add_(z.clamp_min(0))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return grad * torch.sigmoid(z * ctx.beta), None
+
+
 def _sp(z: torch.Tensor, beta: float) -> torch.Tensor:
-    return F.softplus(z, beta=beta)
+    return _Softplus.apply(z, beta)
 
 
 def _smooth_clamp(z: torch.Tensor, lo: float, hi: float, beta: float) -> torch.Tensor:
