@@ -403,3 +403,17 @@ def test_train_config_rejects_bad_values():
         train.TrainConfig("mnist", "pgd", 1, arch="cnn3").resolved()
     r = train.TrainConfig("fashion_mnist", "pgd", 8, pgd_steps=5).resolved()
     assert r.epsilon == pytest.approx(0.1) and r.pgd_step_size == pytest.approx(0.05) and r.lr_drop_epoch == 6
+
+
+@pytest.mark.parametrize("dataset, name", [("mnist", "natural"), ("imagenet", "efficientnet_lite0")])
+def test_models_work_with_the_smooth_surrogate(dataset, name, offline):
+    """The attack needs a smooth copy: every activation is a module it can swap (ReLU / ReLU6)."""
+    from explorer.surrogate import smooth_model
+
+    model = models.load(dataset, name)
+    x = data.load_samples(dataset).x[:2]
+    with torch.no_grad():
+        real = model(x)
+        gaps = [(smooth_model(model, beta=b)(x) - real).abs().max().item() for b in (2.0, 50.0)]
+    assert gaps[1] < gaps[0]  # converges to the real model as beta grows
+    assert gaps[1] < 0.1 * real.abs().max().item()
