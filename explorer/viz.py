@@ -152,23 +152,24 @@ def side_by_side(
         zmax = 1.0
     rgb = to_rgb(image)
     col = 1
-    fig.add_trace(go.Image(z=rgb, hovertemplate="row %{y}, col %{x}<extra>original</extra>"), 1, col)
+    fig.add_trace(_image_trace(rgb, "original")[0], 1, col)
     if has_adv and not compact:
         col += 1
-        fig.add_trace(go.Image(z=to_rgb(image_adv),
-                               hovertemplate="row %{y}, col %{x}<extra>attacked</extra>"), 1, col)
+        fig.add_trace(_image_trace(to_rgb(image_adv), "attacked")[0], 1, col)
         col += 1
-        fig.add_trace(go.Image(z=pert, hovertemplate="row %{y}, col %{x}<extra>perturbation</extra>"),
-                      1, col)
+        fig.add_trace(_image_trace(pert, "perturbation")[0], 1, col)
     maps = [(map_orig, rank_orig, rgb, panel_titles[-2 if has_adv else -1])]
     if has_adv:
         maps.append((map_adv, rank_adv, to_rgb(image_adv), panel_titles[-1]))
+    n_pixels = map_orig.size
+    rank_dtype = np.uint16 if n_pixels < 2 ** 16 else np.int32
     for m, r, under, name in maps:
         col += 1
         if overlay > 0:
-            fig.add_trace(go.Image(z=under, hoverinfo="skip"), 1, col)
+            fig.add_trace(go.Image(source=png_data_uri(under), hoverinfo="skip"), 1, col)
         fig.add_trace(go.Heatmap(
-            z=m, customdata=np.asarray(r) + 1, coloraxis="coloraxis",
+            z=np.asarray(m, dtype=np.float32),
+            customdata=(np.asarray(r) + 1).astype(rank_dtype), coloraxis="coloraxis",
             opacity=(1.0 - overlay) if overlay > 0 else 1.0,
             hovertemplate=_rank_hover(name)), 1, col)
     _square_layout(fig, col, height)
@@ -179,42 +180,69 @@ def side_by_side(
     return fig, factor
 
 
-def _category_layer(masks: Sequence[tuple[np.ndarray, str]], shape: tuple[int, int]):
-    """Stack masks into one float layer (NaN = nothing) with a discrete colour scale."""
-    z = np.full(shape, _NAN, dtype=np.float32)
+HOVER_TEXT_MAX_PIXELS = 128 * 128  # per-pixel hover labels only up to this size (payload)
+
+
+def _rgba(hex_or_rgba: str) -> tuple[float, float, float, float]:
+    if hex_or_rgba.startswith("#"):
+        h = hex_or_rgba.lstrip("#")
+        return tuple(int(h[i:i + 2], 16) / 255 for i in (0, 2, 4)) + (1.0,)
+    inner = hex_or_rgba[hex_or_rgba.index("(") + 1:hex_or_rgba.index(")")]
+    parts = [float(v) for v in inner.split(",")]
+    r, g, b = parts[:3]
+    a = parts[3] if len(parts) > 3 else 1.0
+    return r / 255, g / 255, b / 255, a
+
+
+def composite(m: np.ndarray, zmax: float, layers: Sequence[tuple[np.ndarray, str]]) -> np.ndarray:
+    """``(H, W, 3)`` uint8: the map in grey (0 light .. zmax dark) with coloured masks on top.
+
+    ``layers``: (mask, colour) pairs painted in order; a colour with alpha < 1 blends.
+    """
+    level = 1.0 - 0.75 * np.clip(np.asarray(m, dtype=np.float32) / max(zmax, 1e-12), 0.0, 1.0)
+    out = np.repeat((0.25 + 0.7 * level)[..., None], 3, axis=2)
+    for mask, colour in layers:
+        r, g, b, a = _rgba(colour)
+        sel = np.asarray(mask, dtype=bool)
+        out[sel] = (1 - a) * out[sel] + a * np.array([r, g, b], dtype=np.float32)
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def png_data_uri(rgb: np.ndarray) -> str:
+    """``(H, W, 3)`` uint8 -> a PNG data URI (compact, lossless) for ``go.Image(source=...)``."""
+    import base64
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=3)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _image_trace(rgb: np.ndarray, name: str, text: np.ndarray | None = None):
+    """A pixel-exact image; hover shows row/col (and a per-pixel label when ``text`` is given)."""
+    import plotly.graph_objects as go
+
+    traces = [go.Image(source=png_data_uri(rgb), hoverinfo="skip" if text is not None else None,
+                       hovertemplate=None if text is not None else
+                       f"<b>{name}</b><br>row %{{y}}, col %{{x}}<extra></extra>")]
+    if text is not None:
+        h, w = text.shape
+        traces.append(go.Heatmap(
+            z=np.zeros((h, w), dtype=np.uint8), text=text, opacity=0, showscale=False,
+            colorscale=[[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
+            hovertemplate=f"<b>{name}</b><br>row %{{y}}, col %{{x}}<br>%{{text}}<extra></extra>"))
+    return traces
+
+
+def _labels(shape, layers: Sequence[tuple[np.ndarray, str]]) -> np.ndarray | None:
+    """Per-pixel hover labels (later layers win), or None for large images."""
+    if shape[0] * shape[1] > HOVER_TEXT_MAX_PIXELS:
+        return None
     text = np.full(shape, "", dtype=object)
-    colours = []
-    for value, (mask, colour, label) in enumerate(masks):
-        mask = np.asarray(mask, dtype=bool)
-        z[mask] = value
-        text[mask] = label
-        colours.append(rgb_string(colour))
-    n = max(len(colours), 1)
-    scale = []
-    for i, c in enumerate(colours):
-        scale += [[i / n, c], [(i + 1) / n, c]]
-    if not scale:
-        scale = [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]]
-    return z, text, scale, (-0.5, n - 0.5)
-
-
-def _layers_trace(layers, shape, name: str):
-    import plotly.graph_objects as go
-
-    z, text, scale, (zmin, zmax) = _category_layer(layers, shape)
-    n = len(layers)
-    # Map category index i to the middle of its colour band.
-    zc = np.where(np.isnan(z), _NAN, (z + 0.5) / max(n, 1))
-    return go.Heatmap(z=zc, text=text, colorscale=scale, zmin=0, zmax=1, showscale=False,
-                      hovertemplate=f"<b>{name}</b><br>row %{{y}}, col %{{x}}<br>%{{text}}<extra></extra>",
-                      hoverongaps=False)
-
-
-def _background_trace(m: np.ndarray, zmax: float):
-    import plotly.graph_objects as go
-
-    return go.Heatmap(z=m, colorscale="Greys", reversescale=True, zmin=0, zmax=zmax,
-                      showscale=False, opacity=0.55, hoverinfo="skip")
+    for mask, label in layers:
+        text[np.asarray(mask, dtype=bool)] = label
+    return text
 
 
 def _legend_entry(fig, label: str, colour: str, group: str, symbol: str = "square"):
@@ -261,13 +289,15 @@ def overlap_figure(
                                           ("adv_new", MISSED, "new")], "attacked map"),
     ]
     for col, (m, hood_key, cats, name) in enumerate(panels, start=1):
-        fig.add_trace(_background_trace(m, zmax), 1, col)
         layers = []
         if show_neighbourhood:
             layers.append((masks[hood_key], NEIGHBOURHOOD,
-                           "neighbourhood N_w of the other map's top-k"))
+                           "in N_w of the other map's top-k"))
         layers += [(masks[key], colour, label) for key, colour, label in cats]
-        fig.add_trace(_layers_trace(layers, shape, name), 1, col)
+        rgb = composite(m, zmax, [(mk, c) for mk, c, _ in layers])
+        text = _labels(shape, [(mk, lab) for mk, _, lab in layers])
+        for trace in _image_trace(rgb, name, text):
+            fig.add_trace(trace, 1, col)
     entries = [
         (f"original: exact {n['orig_exact']}", EXACT, "o"),
         (f"original: within w {n['orig_within']}", WITHIN, "o"),
@@ -286,18 +316,19 @@ def overlap_figure(
     return fig
 
 
-def _square_outlines(mask: np.ndarray, w: int) -> tuple[list, list]:
-    """x/y coordinates of the outline of the (2w+1)-square around every set pixel, None-separated."""
+def _square_outlines(mask: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """x / y of the outline of the (2w+1)-square around every set pixel (clipped at the
+    borders), as float arrays with NaN between squares (one line trace draws them all)."""
     ys, xs = np.nonzero(np.asarray(mask, dtype=bool))
     h, wd = mask.shape
-    px: list = []
-    py: list = []
-    for r, c in zip(ys.tolist(), xs.tolist()):
-        x0, x1 = max(c - w, 0) - 0.5, min(c + w, wd - 1) + 0.5
-        y0, y1 = max(r - w, 0) - 0.5, min(r + w, h - 1) + 0.5
-        px += [x0, x1, x1, x0, x0, None]
-        py += [y0, y0, y1, y1, y0, None]
-    return px, py
+    x0 = np.maximum(xs - w, 0) - 0.5
+    x1 = np.minimum(xs + w, wd - 1) + 0.5
+    y0 = np.maximum(ys - w, 0) - 0.5
+    y1 = np.minimum(ys + w, h - 1) + 0.5
+    nan = np.full_like(x0, np.nan, dtype=np.float64)
+    px = np.stack([x0, x1, x1, x0, x0, nan], axis=1).ravel()
+    py = np.stack([y0, y0, y1, y1, y0, nan], axis=1).ravel()
+    return px.astype(np.float32), py.astype(np.float32)
 
 
 def diverse_figure(
@@ -329,11 +360,13 @@ def diverse_figure(
                                            (map_adv, "adv", "attacked map")), start=1):
         topk = np.asarray(masks[f"{side}_topk"], dtype=bool)
         div = np.asarray(masks[f"{side}_diverse"], dtype=bool)
-        fig.add_trace(_background_trace(m, zmax), 1, col)
         layers = [(topk & ~div, TOPK, "top-k pixel"),
                   (div & topk, DIVERSE, "diverse pick (also in top-k)"),
                   (div & ~topk, DIVERSE, "diverse pick")]
-        fig.add_trace(_layers_trace(layers, shape, name), 1, col)
+        rgb = composite(m, zmax, [(mk, c) for mk, c, _ in layers])
+        text = _labels(shape, [(mk, lab) for mk, _, lab in layers])
+        for trace in _image_trace(rgb, name, text):
+            fig.add_trace(trace, 1, col)
         if show_squares and w > 0:
             px, py = _square_outlines(div, w)
             fig.add_trace(go.Scatter(x=px, y=py, mode="lines", hoverinfo="skip",
@@ -412,22 +445,6 @@ def history_chart(histories: Mapping[str, np.ndarray], *, measure: str, height: 
 # Matplotlib export (offline-safe PNG / PDF)
 # --------------------------------------------------------------------------------------------
 
-def _rgba(hex_or_rgba: str) -> tuple[float, float, float, float]:
-    if hex_or_rgba.startswith("#"):
-        h = hex_or_rgba.lstrip("#")
-        return tuple(int(h[i:i + 2], 16) / 255 for i in (0, 2, 4)) + (1.0,)
-    inner = hex_or_rgba[hex_or_rgba.index("(") + 1:hex_or_rgba.index(")")]
-    r, g, b, a = (float(v) for v in inner.split(","))
-    return r / 255, g / 255, b / 255, a
-
-
-def _paint(shape, layers) -> np.ndarray:
-    out = np.zeros(shape + (4,), dtype=np.float32)
-    for mask, colour in layers:
-        out[np.asarray(mask, dtype=bool)] = _rgba(colour)
-    return out
-
-
 def export_panel(
     image: np.ndarray,
     image_adv: np.ndarray,
@@ -474,10 +491,9 @@ def export_panel(
          ("exact", "within w", "new"), "attacked top-k", "LENS-recall"),
     ]
     for ax, m, hood, keys, labels, name, score in sides:
-        ax.imshow(m, cmap="Greys", vmin=0, vmax=zmax, alpha=0.55, interpolation="nearest")
         layers = [(masks[hood], NEIGHBOURHOOD)] + [
             (masks[key], c) for key, c in zip(keys, (EXACT, WITHIN, MISSED))]
-        ax.imshow(_paint(m.shape, layers), interpolation="nearest")
+        ax.imshow(composite(m, zmax, layers), interpolation="nearest")
         frac = (n[keys[0]] + n[keys[1]]) / k
         ax.set_title(f"{name}: (exact + within)/k = {frac:.3f} ({score})", fontsize=10)
         ax.set_xticks([])

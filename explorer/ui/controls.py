@@ -406,18 +406,24 @@ def _image_controls(ds: str, info) -> tuple[str, int, str | None, str | None]:
         uploaded = st.file_uploader(
             f"Image file ({info.channels}-channel {info.size[0]}×{info.size[1]} after resizing)",
             type=None, key=f"upl.{ds}",
-            help="PNG or JPEG. The image is converted and resized to the dataset's input size.")
+            help="PNG, JPEG, WebP, BMP or GIF. The image is converted to the dataset's channels, "
+                 "resized and centre-cropped to its input size.")
+        invert = False
+        if info.channels == 1:
+            _init(f"cfg.invert.{ds}", False)
+            invert = st.checkbox("Invert (dark strokes on light paper)", key=f"cfg.invert.{ds}",
+                                 help=f"{info.name} images are light on a dark background.")
         if uploaded is not None:
             raw = uploaded.getvalue()
             sha = hashlib.sha256(raw).hexdigest()[:16]
             try:
-                stages.upload_image(ds, uploaded.name, raw, sha)
+                stages.upload_image(ds, uploaded.name, raw, sha, invert)
                 accepted[ds] = (uploaded.name, sha, raw)
             except data.UploadError as exc:
                 upload_error = str(exc)
                 st.error(f"Refused: {exc}", icon=":material/block:")
         if ds in accepted and upload_error is None:
-            upload_sha = accepted[ds][1]
+            upload_sha = accepted[ds][1] + (":inverted" if invert else "")
             st.caption(f"Using {accepted[ds][0]}")
     st.button("Random image", key=f"rand.{ds}", icon=":material/casino:",
               on_click=_random_image,

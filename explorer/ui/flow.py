@@ -58,7 +58,7 @@ def choose_input(sb: Sidebar) -> Input | None:
         elif cfg.upload_sha and ds in accepted:
             name, sha, raw = accepted[ds]
             try:
-                x = stages.upload_image(ds, name, raw, sha)
+                x = stages.upload_image(ds, name, raw, sha, cfg.upload_sha.endswith(":inverted"))
                 return Input(x, -1, cfg.image_key(), f"upload {name}", "upload", None)
             except data.UploadError as exc:
                 fallback_reason = f"Upload refused: {exc}"

@@ -190,8 +190,7 @@ def _chart(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]) 
                     key=f"{panel.key}.chart.{axis}")
 
 
-def _notes(panel: PanelInput, values: list[dict[str, float]], m: dict[str, np.ndarray],
-           k: int, shown: Pair) -> None:
+def _notes(panel: PanelInput, values: list[dict[str, float]]) -> None:
     from explorer import metrics
 
     notes = []
@@ -203,15 +202,18 @@ def _notes(panel: PanelInput, values: list[dict[str, float]], m: dict[str, np.nd
             notes.append(f"**{pair.label}**: {', '.join(undefined)} {why}.")
         if pair.note:
             notes.append(f"**{pair.label}**: {pair.note}")
+    for text in notes:
+        st.caption(text)
+
+
+def _diverse_note(m: dict[str, np.ndarray], k: int, shown: Pair) -> None:
     found_a = int(m["orig_diverse_count"])
     found_b = int(m["adv_diverse_count"])
     if found_a < k or found_b < k:
-        notes.append(
-            f"Diverse top-k ({shown.label}): only {found_a} (original) and {found_b} "
-            f"(perturbed) pixels of k = {k} can be picked at least w+1 pixels apart; the "
-            "diverse scores still divide by k.")
-    for text in notes:
-        st.caption(text)
+        st.caption(
+            f"Only {found_a} (original) and {found_b} ({shown.label}) pixels of k = {k} can be "
+            "picked at least w+1 pixels apart: the image is exhausted first. The diverse "
+            "scores still divide by k.")
 
 
 @st.fragment
@@ -253,8 +255,7 @@ def analysis(panel: PanelInput) -> None:
     st.markdown(metric_table_html(values, labels, k=k, w=w), unsafe_allow_html=True)
 
     shown = panel.pairs[labels.index(shown_label)]
-    m = stages.masks(shown.key, shown.a, shown.b, k, w)
-    _notes(panel, values, m, k, shown)
+    _notes(panel, values)
 
     tab_names = ["Neighbourhood overlap", "Diverse pixels", "Scores vs w", "Scores vs k"]
     if panel.histories:
@@ -264,6 +265,7 @@ def analysis(panel: PanelInput) -> None:
         if tabs[0].open:
             show_hood = st.toggle("Show the neighbourhood N_w translucent", value=True,
                                   key=f"{panel.key}.hood")
+            m = stages.masks(shown.key, shown.a, shown.b, k, w)
             st.plotly_chart(viz.overlap_figure(shown.a, shown.b, m, k=k, w=w,
                                                show_neighbourhood=show_hood),
                             width="stretch", config={"displayModeBar": False},
@@ -277,6 +279,8 @@ def analysis(panel: PanelInput) -> None:
         if tabs[1].open:
             squares = st.toggle("Show exclusion squares", value=False, key=f"{panel.key}.squares",
                                 disabled=(w == 0))
+            m = stages.masks(shown.key, shown.a, shown.b, k, w)
+            _diverse_note(m, k, shown)
             st.plotly_chart(viz.diverse_figure(shown.a, shown.b, m, k=k, w=w,
                                                show_squares=squares),
                             width="stretch", config={"displayModeBar": False},
@@ -307,11 +311,11 @@ def analysis(panel: PanelInput) -> None:
                 st.caption("The selection measure of the best label-preserving iterate found "
                            "so far, per step (step 0 is the unperturbed input).")
     if panel.export is not None:
-        _export_row(panel, k, w, labels, values, shown, m)
+        _export_row(panel, k, w, labels, values, shown)
 
 
 def _export_row(panel: PanelInput, k: int, w: int, labels: list[str],
-                values: list[dict[str, float]], shown: Pair, m: dict[str, np.ndarray]) -> None:
+                values: list[dict[str, float]], shown: Pair) -> None:
     ctx = panel.export
     stem = f"{ctx.config.get('dataset')}-{ctx.config.get('model')}-{ctx.config.get('method')}-" \
            f"{ctx.config.get('attack')}-k{k}-w{w}"
@@ -321,7 +325,13 @@ def _export_row(panel: PanelInput, k: int, w: int, labels: list[str],
         return export.view_json(ctx, k=k, w=w, labels=labels, values=values)
 
     def figure(fmt_name: str):
-        def make() -> bytes:
+        def make() -> bytes:  # runs on download, in another thread: no Streamlit calls
+            import torch
+
+            from explorer import metrics
+
+            m = {key: v.numpy() for key, v in metrics.overlap_masks(
+                torch.from_numpy(shown.a), torch.from_numpy(shown.b), k, w).items()}
             return export.panel_bytes(ctx, label=shown.label, a=shown.a, b=shown.b, masks=m,
                                       k=k, w=w, values=shown_values, fmt=fmt_name)
         return make

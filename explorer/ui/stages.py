@@ -75,11 +75,13 @@ def test_image(dataset: str, index: int) -> tuple[np.ndarray, int]:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def upload_image(dataset: str, filename: str, _raw: bytes, sha: str) -> np.ndarray:
+def upload_image(dataset: str, filename: str, _raw: bytes, sha: str,
+                 invert: bool = False) -> np.ndarray:
     """An accepted upload as ``(1, C, H, W)``; raises ``data.UploadError`` (not cached)."""
     from explorer import data
 
-    x = data.load_upload(_raw, filename, dataset)
+    x = data.load_upload(_raw, filename, dataset, invert=invert) if invert else \
+        data.load_upload(_raw, filename, dataset)
     return x.detach().cpu().numpy().astype(np.float32)
 
 

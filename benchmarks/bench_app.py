@@ -1,0 +1,245 @@
+"""App benchmarks (issue 4): fragment rerun, first load, memory growth.
+
+    python benchmarks/bench_app.py                  # all three parts
+    python benchmarks/bench_app.py --part fragment  # k / w fragment, server side
+    python benchmarks/bench_app.py --part firstload # cold process -> first maps (AppTest)
+    python benchmarks/bench_app.py --part memory    # RSS growth, 200 slider moves + 20 attacks
+
+*fragment*: what a k or w move costs on the server: the metric table (one batched
+``metrics.compare`` of the attack and random-sign pairs), the overlap masks, the table HTML and
+the open tab's figure serialised to JSON (what ``st.plotly_chart`` sends), with every cache
+missed (each move uses a k not seen before). Real maps: the shipped MNIST model and
+EfficientNet-Lite0 on a bundled 224×224 photo. Target: < 100 ms for the 224×224 pair.
+*firstload*: a fresh Python process imports and runs the app (AppTest) until the first maps and
+scores are on the page. Targets: < 10 s MNIST, < 20 s ImageNet.
+*memory*: resident memory of one app process after the first page, then after 20 attacks and
+200 k-slider moves (full reruns, every one a cache miss). Target: growth < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _quiet_streamlit() -> None:
+    import logging
+
+    for name in ("streamlit", "streamlit.runtime.scriptrunner_utils.script_run_context",
+                 "streamlit.runtime.caching.cache_data_api"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# ------------------------------------------------------------------------------------ fragment
+
+def _pair(dataset: str, model: str, sample: int = 0):
+    """(original map, attacked-stand-in map, random-sign map) as numpy, from the real library.
+
+    The 'attacked' map is a 10-step top-k attack for MNIST; for ImageNet (where a step costs
+    seconds on a CPU) it is a 2-step one.
+    """
+    import torch
+
+    from explorer import attacks, attributions, data, models
+
+    net = models.load(dataset, model)
+    x = data.load_samples(dataset).x[sample:sample + 1]
+    d = data.DATASETS[dataset].defaults
+    a = attributions.attribution_map(net, x)[0]
+    steps = 10 if dataset != "imagenet" else 2
+    adv = attacks.attack(net, x, attack="topk", epsilon=d.epsilon, step_size=d.step_size,
+                         steps=steps, attack_k=d.attack_k, seed=0)
+    rnd = attacks.attack(net, x, attack="random_sign", epsilon=d.epsilon, attack_k=d.attack_k,
+                         seed=0)
+    with torch.no_grad():
+        return (a.numpy(), adv.map_adv[0].numpy(), rnd.map_adv[0].numpy(),
+                x[0].numpy(), adv.x_adv[0].numpy(), adv.history[0].numpy())
+
+
+def _fragment_once(panel, k: int, w: int, tab: str) -> dict[str, float]:
+    """One k / w move as the fragment does it; returns the time of each part in ms."""
+    import numpy as np
+    import plotly.io as pio
+
+    from explorer import viz
+    from explorer.ui import panels, stages
+
+    t = {}
+    t0 = time.perf_counter()
+    key, a, b = panels._stacked(panel.pairs)
+    values = panels._per_pair(stages.scores(key, a, b, k, w), len(panel.pairs))
+    t1 = time.perf_counter()
+    html = panels.metric_table_html(values, [p.label for p in panel.pairs], k=k, w=w)
+    t2 = time.perf_counter()
+    shown = panel.pairs[0]
+    m = stages.masks(shown.key, shown.a, shown.b, k, w) if tab in ("overlap", "diverse") else None
+    t3 = time.perf_counter()
+    if tab == "overlap":
+        fig = viz.overlap_figure(shown.a, shown.b, m, k=k, w=w)
+    elif tab == "diverse":
+        fig = viz.diverse_figure(shown.a, shown.b, m, k=k, w=w, show_squares=True)
+    elif tab == "history":
+        fig = viz.history_chart(panel.histories, measure="top-k intersection")
+    else:  # "vs_w" / "vs_k": the chart's scores (cache misses) and its figure
+        axis = tab[-1]
+        xs = list(stages.CHART_W) if axis == "w" else stages.k_grid(panel.height * panel.width, k)
+        rows = [panels._per_pair(stages.scores(key, a, b, (k if axis == "w" else xv),
+                                               (xv if axis == "w" else w)), len(panel.pairs))
+                for xv in xs]
+        series = [dict(name=f"{mk} {i}", y=[r[i][mk] for r in rows], group=mk, dashed=i > 0)
+                  for mk in panels.CHART_DEFAULT for i in range(len(panel.pairs))]
+        fig = viz.metric_lines(xs, series, x_title=axis, log_x=axis == "k")
+    payload = pio.to_json(fig, validate=False)
+    t4 = time.perf_counter()
+    t.update(scores=(t1 - t0) * 1e3, table=(t2 - t1) * 1e3, masks=(t3 - t2) * 1e3,
+             figure=(t4 - t3) * 1e3, total=(t4 - t0) * 1e3, bytes=len(payload) + len(html))
+    assert np.isfinite(values[0]["topk_intersection"])
+    return t
+
+
+def bench_fragment(repeats: int) -> list[dict]:
+    import streamlit as st
+
+    from explorer.ui import panels
+
+    _quiet_streamlit()
+    out = []
+    for dataset, model in (("mnist", "natural"), ("imagenet", "efficientnet_lite0")):
+        a, b, r, x, x_adv, hist = _pair(dataset, model)
+        h, w_ = a.shape
+        panel = panels.PanelInput(
+            dataset=dataset, height=h, width=w_,
+            pairs=[panels.Pair("attack", f"bench-{dataset}-attack", a, b),
+                   panels.Pair("random sign", f"bench-{dataset}-random", a, r)],
+            histories={"attack": hist})
+        base_k = 100 if dataset == "mnist" else 1000
+        for tab in ("overlap", "diverse", "vs_w", "vs_k", "history"):
+            st.cache_data.clear()
+            _fragment_once(panel, base_k, 1, tab)  # warm-up (imports, first allocations)
+            rows = []
+            for i in range(repeats):
+                k = base_k + 1 + i  # a k never seen: every cache misses, as for a slider move
+                rows.append(_fragment_once(panel, k, 1, tab))
+            med = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+            out.append(dict(dataset=dataset, size=f"{h}x{w_}", tab=tab, **med))
+            print(f"{dataset:9s} {h}x{w_} tab={tab:8s} total {med['total']:7.1f} ms  "
+                  f"(scores {med['scores']:.1f}, masks {med['masks']:.1f}, table "
+                  f"{med['table']:.1f}, figure+json {med['figure']:.1f}; "
+                  f"{med['bytes'] / 1e3:.0f} kB)", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------- firstload
+
+_FIRSTLOAD = r"""
+import time, sys, json
+t0 = float(sys.argv[1])
+sys.path.insert(0, sys.argv[2])
+import logging; logging.disable(logging.WARNING)
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[2] + "/streamlit_app.py", default_timeout=600)
+if sys.argv[3] != "mnist":
+    at.query_params["ds"] = sys.argv[3]
+at.run()
+ok = any('class="xm-table"' in m.value for m in at.markdown) and not at.exception
+print(json.dumps({"seconds": time.time() - t0, "ok": ok,
+                  "errors": [e.value for e in at.error]}))
+"""
+
+
+def bench_firstload() -> list[dict]:
+    out = []
+    for dataset in ("mnist", "imagenet"):
+        t0 = time.time()
+        res = subprocess.run([sys.executable, "-c", _FIRSTLOAD, str(t0), str(ROOT), dataset],
+                             capture_output=True, text=True, cwd=ROOT)
+        line = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+        if not line:
+            print(res.stdout[-2000:], res.stderr[-2000:])
+            raise SystemExit(f"first-load run for {dataset} failed")
+        r = json.loads(line[-1])
+        out.append(dict(dataset=dataset, **r))
+        print(f"first load {dataset:9s}: {r['seconds']:.1f} s (cold process -> first maps and "
+              f"scores; ok={r['ok']}; errors={r['errors']})", flush=True)
+    return out
+
+
+# -------------------------------------------------------------------------------------- memory
+
+def bench_memory(dataset: str, attacks_n: int, moves: int) -> dict:
+    from streamlit.testing.v1 import AppTest
+
+    _quiet_streamlit()
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600)
+    if dataset != "mnist":
+        at.query_params["ds"] = dataset
+    at.run()
+    assert not at.exception
+    gc.collect()
+    start = rss_mb()
+    t0 = time.perf_counter()
+    if dataset == "mnist":
+        at.number_input(key=f"cfg.ap.{dataset}.topk.steps").set_value(10).run()
+    else:  # a gradient attack step on ImageNet costs seconds on a CPU: random sign noise
+        at.selectbox(key="cfg.attack").set_value("random_sign").run()
+    for seed in range(attacks_n):
+        at.number_input(key="cfg.seed").set_value(seed + 1).run()
+        at.button(key="exp.run").click().run()
+        assert not at.exception, at.exception
+    after_attacks = rss_mb()
+    slider = at.slider(key=f"cfg.k.{dataset}")
+    hi = slider.max
+    for i in range(moves):
+        at.slider(key=f"cfg.k.{dataset}").set_value(1 + (i * 7919) % hi).run()
+    assert not at.exception
+    gc.collect()
+    end = rss_mb()
+    r = dict(dataset=dataset, start_mb=start, after_attacks_mb=after_attacks, end_mb=end,
+             growth_mb=end - start, seconds=time.perf_counter() - t0)
+    print(f"memory {dataset:9s}: {start:.0f} MB after first page -> {after_attacks:.0f} MB after "
+          f"{attacks_n} attacks -> {end:.0f} MB after {moves} k moves: growth "
+          f"{end - start:+.0f} MB ({r['seconds']:.0f} s)", flush=True)
+    return r
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--part", choices=["fragment", "firstload", "memory", "all"], default="all")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    results: dict = {"threads": args.threads, "torch": torch.__version__}
+    if args.part in ("fragment", "all"):
+        results["fragment"] = bench_fragment(args.repeats)
+    if args.part in ("firstload", "all"):
+        results["firstload"] = bench_firstload()
+    if args.part in ("memory", "all"):
+        results["memory"] = [bench_memory("mnist", 20, 200), bench_memory("imagenet", 20, 200)]
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
