@@ -299,3 +299,18 @@ def test_random_sign_needs_no_step_arguments_and_model_untouched(trained):
         assert torch.equal(v, before[k])
     assert all(p.grad is None for p in net.parameters())
     assert isinstance(net[1], nn.ReLU) and not net.training
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", ["topk", "random_walk"])
+def test_runs_on_cuda(trained, kind):
+    import copy
+
+    net, x = trained
+    gpu = copy.deepcopy(net).cuda()
+    r = run(gpu, x.cuda(), kind, epsilon=0.1, steps=5)
+    assert r.x_adv.is_cuda and r.map_adv.is_cuda and r.history.is_cuda
+    assert ((r.x_adv - x.cuda()).abs().flatten(1).amax(1) <= 0.1 + 1e-6).all()
+    with torch.no_grad():
+        assert torch.equal(gpu(r.x_adv).argmax(1), r.label_orig)
+    torch.testing.assert_close(r.map_adv, attribution_map(gpu, r.x_adv))
