@@ -28,6 +28,11 @@ def _pick_models(dataset: str) -> list:
     return chosen[:2]
 
 
+def short_label(name: str) -> str:
+    """Column title for a model: 'natural', 'PGD', or the registry name."""
+    return {"pgd": "PGD", "natural": "natural"}.get(name, name)
+
+
 @guarded
 def render() -> None:
     from explorer import data, models
@@ -56,8 +61,8 @@ def render() -> None:
     pairs, histories = [], {}
     for col, minfo in zip(cols, chosen):
         with col:
-            label = minfo.label or minfo.name
-            st.markdown(f"**{label}**")
+            label = short_label(minfo.name)
+            st.markdown(f"**{minfo.label or minfo.name}**")
             try:
                 st.caption(controls.card_line(models.card(cfg.dataset, minfo.name)))
             except Exception as exc:  # noqa: BLE001

@@ -118,7 +118,6 @@ def render() -> None:
         st.caption(f":material/schedule: {steps} attack steps on a {h}×{w} image take a while on "
                    "a CPU (seconds per step); lower the steps for a quick look. While it runs, "
                    "any click stops the attack and keeps the best iterate so far.")
-    rand = flow.random_sign(cfg, device, inp)
     controls.sync_query_params(cfg, ran=res is not None)
 
     _banner(cfg.dataset, orig, res, inp)
@@ -148,6 +147,7 @@ def render() -> None:
     st.caption(scale_note + "Both maps share one colour scale, 0 to the larger maximum; hover "
                "a map pixel for its value and rank.")
 
+    rand = flow.random_sign(cfg, device, inp)  # after the pictures: first maps show sooner
     pairs = []
     histories = {}
     images_b = {}

@@ -101,12 +101,14 @@ def _value_cell(key: str, pair_index: int, value: float, bold: bool) -> str:
 
 TABLE_CSS = """
 <style>
+div.xm-wrap {overflow-x: auto; max-width: 100%;}
 table.xm-table {border-collapse: collapse; width: 100%; font-size: 0.86rem; table-layout: auto;}
 table.xm-table th, table.xm-table td {padding: 0.22rem 0.45rem; vertical-align: middle;
   border-bottom: 1px solid rgba(128,128,128,0.25); border-left: none; border-right: none;}
 table.xm-table th {font-weight: 600; text-align: left; white-space: nowrap;}
 table.xm-table td.xm-num {text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap;}
 table.xm-table .xm-formula {font-family: monospace; font-size: 0.76rem; opacity: 0.72;}
+table.xm-table td.xm-name {min-width: 11rem;}
 table.xm-table .xm-dir {opacity: 0.6; font-size: 0.75rem;}
 table.xm-table td.xm-fam {font-weight: 600; opacity: 0.85; white-space: nowrap;}
 table.xm-table th.xm-lens, table.xm-table td.xm-lens-start {border-left: 2px solid rgba(128,128,128,0.45);}
@@ -122,7 +124,7 @@ def metric_table_html(values: Sequence[dict[str, float]], labels: Sequence[str],
     attributes (used by the tests) and the formula shows on hover over each metric name.
     """
     pair_heads = "".join(f'<th class="xm-pair">{html.escape(lab)}</th>' for lab in labels)
-    rows = [TABLE_CSS, '<table class="xm-table">',
+    rows = [TABLE_CSS, '<div class="xm-wrap"><table class="xm-table">',
             f'<thead><tr><th></th><th>classical (k = {k})</th>{pair_heads}'
             f'<th class="xm-lens">LENS (w = {w})</th>{pair_heads}</tr></thead><tbody>']
     empty_pairs = "<td></td>" * len(labels)
@@ -146,7 +148,7 @@ def metric_table_html(values: Sequence[dict[str, float]], labels: Sequence[str],
                     cls = ' class="xm-lens-start"' if is_lens else ""
                     cells.append(f"<td{cls}></td>" + empty_pairs)
             rows.append("<tr>" + "".join(cells) + "</tr>")
-    rows.append("</tbody></table>")
+    rows.append("</tbody></table></div>")
     return "".join(rows)
 
 
