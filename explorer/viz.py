@@ -20,6 +20,7 @@ EXACT = "#009E73"  # bluish green: the pixel is in both top-k sets
 WITHIN = "#E69F00"  # orange: not in the other top-k, but within w of one of its pixels
 MISSED = "#882255"  # wine: lost (original) / new (attacked)
 NEIGHBOURHOOD = "rgba(86, 180, 233, 0.35)"  # translucent sky blue: N_w of the other top-k
+NEIGHBOURHOOD_LEGEND = "rgb(187, 220, 239)"  # how it looks over an empty (light grey) pixel
 TOPK = "#56B4E9"  # sky blue: a top-k pixel (diverse view)
 DIVERSE = "#CC79A7"  # reddish purple: a diverse top-k pick
 SQUARE = "#F0E442"  # yellow: exclusion square around a diverse pick
@@ -307,7 +308,7 @@ def overlap_figure(
         (f"attacked: new {n['adv_new']}", MISSED, "a"),
     ]
     if show_neighbourhood:
-        entries.append((f"N_w of the other top-k (w={w})", NEIGHBOURHOOD, "n"))
+        entries.append((f"N_w of the other top-k (w={w})", NEIGHBOURHOOD_LEGEND, "n"))
     for label, colour, group in entries:
         _legend_entry(fig, label, colour, group)
     _square_layout(fig, 2, height, legend=True)

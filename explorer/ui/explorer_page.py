@@ -7,8 +7,8 @@ import streamlit as st
 
 from explorer import viz
 
-from . import controls, flow, panels, stages
-from .common import APP_TITLE, GHORBANI, KAMATH, guarded
+from . import controls, explain, flow, panels, stages
+from .common import APP_TITLE, guarded
 from .export import ExportContext
 from .state import to_query
 
@@ -35,42 +35,7 @@ def _banner(ds: str, orig: dict, res: dict | None, inp: flow.Input) -> None:
 
 
 def _explain() -> None:
-    from explorer import attacks, attributions, metrics
-
-    with st.expander("What do these scores mean?", icon=":material/help:"):
-        st.markdown(
-            "An attribution map ranks the pixels by how much they matter for the prediction. "
-            "An attack on the attribution nudges every pixel by at most ε so that the "
-            "prediction stays the same but the map changes. The classical scores ask whether "
-            "the **same** pixels stay on top (top-k intersection) or the whole ranking stays "
-            "(Spearman, Kendall). Kamath et al. argue this is too strict: a top pixel that "
-            "moved to its neighbour still points at the same part of the image. **LENS** "
-            "counts a top pixel as kept when it lies within w pixels of a top pixel of the "
-            "other map; **diverse** top-k first spreads the k picks at least w+1 pixels apart, "
-            "so that one blob cannot fill the whole top-k.")
-        rows = ["| metric | formula | meaning |", "|---|---|---|"]
-        for info in metrics.METRICS.values():
-            formula = info.formula.replace("|", "\\|")
-            rows.append(f"| {info.name} | `{formula}` | {info.description} |")
-        st.markdown("\n".join(rows))
-        st.caption("a: the original map, b: the perturbed map; S_k: the top-k pixels; "
-                   "N_w: the (2w+1)×(2w+1) neighbourhood; D_k: the diverse top-k. "
-                   "w-LENS-Spearman / -Kendall are this app's definition (the paper names them "
-                   "without a formula we could check).")
-    with st.expander("What do the attacks and methods do?", icon=":material/help:"):
-        st.markdown(
-            "The attacks follow Ghorbani et al.: repeated signed gradient steps of size α inside "
-            "the ℓ∞ ball of radius ε, keeping only iterates whose predicted label is unchanged, "
-            "and returning the one with the lowest selection measure. ReLU networks have zero "
-            "second derivatives, so the attack's gradient is taken through a copy of the model "
-            "with ReLU replaced by softplus(β); everything shown is computed on the real model. "
-            "Random sign noise at the same ε is the baseline a real attack must beat.")
-        st.markdown("\n".join(f"- **{a.name}**: {a.description}"
-                              for a in attacks.ATTACKS.values()))
-        st.markdown("\n".join(f"- **{m.name}**: {m.description}"
-                              for m in attributions.METHODS.values()))
-    with st.expander("Citation", icon=":material/menu_book:"):
-        st.markdown(f"- {KAMATH}\n- {GHORBANI}")
+    explain.citation()
 
 
 @guarded
@@ -125,6 +90,7 @@ def render() -> None:
         st.info(f"You stopped this attack after {partial['steps_run']} of {steps} steps; shown is "
                 "the best label-preserving iterate found by then. Press **Run attack** to run it "
                 "in full.", icon=":material/pause_circle:")
+    explain.attack_help()
     if orig["degenerate"]:
         st.warning("The original map is all zeros: the gradient of the predicted class vanished "
                    "at this input, so the map ranks nothing. Rank correlations and the centre "

@@ -18,7 +18,7 @@ import streamlit as st
 
 from explorer import viz
 
-from . import export, stages
+from . import explain, export, stages
 from .common import fmt
 
 # Presentation only: which classical metric each LENS metric relaxes (rows of the table).
@@ -258,6 +258,7 @@ def analysis(panel: PanelInput) -> None:
 
     shown = panel.pairs[labels.index(shown_label)]
     _notes(panel, values)
+    explain.metrics_help()
 
     tab_names = ["Neighbourhood overlap", "Diverse pixels", "Scores vs w", "Scores vs k"]
     if panel.histories:

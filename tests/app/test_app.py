@@ -281,3 +281,17 @@ def test_compare_page_scores_both_models():
         net, x, a = _orig_map("mnist", name)
         res = _attack_map(net, x, "mnist")
         assert_table_matches(table[label], _expected(a, res.map_adv[0], 100, 1))
+
+
+def test_no_label_preserving_perturbation_is_said_in_place():
+    # ε = 0: no iterate can differ from x, so no perturbation improves on it.
+    at = new_app(**{"a.epsilon": "0", "a.steps": "3"})
+    at.run()
+    at.button(key="exp.run").click().run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "no label-preserving perturbation found" in warnings
+    table = metric_table(at)
+    # The attacked image is the original: every similarity is perfect, the shift is zero.
+    assert table["attack"]["topk_intersection"] == 1.0
+    assert table["attack"]["center_shift"] == 0.0
