@@ -616,7 +616,9 @@ def load_upload(data: bytes, filename: str, dataset: str, invert: bool = False) 
         # Image.open reads the header only; the pixel count is checked before any decoding.
         im = Image.open(io.BytesIO(bytes(data)), formats=list(UPLOAD_FORMATS))
     except UnidentifiedImageError:
-        raise UploadError(f"{name} is not an image PIL can read; upload a {_ALLOWED_TEXT} file") from None
+        raise UploadError(
+            f"{name} is not an image in an accepted format; upload a {_ALLOWED_TEXT} file"
+        ) from None
     except Image.DecompressionBombError:
         raise UploadError(
             f"{name} declares too many pixels (decompression bomb); at most "
