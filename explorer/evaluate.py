@@ -340,8 +340,12 @@ def resolve_config(config: EvalConfig, backend: "Backend") -> dict:
         if bad:
             raise ValueError(f"unknown model {', '.join(repr(b) for b in bad)} for dataset {d!r}; "
                              f"allowed: {', '.join(known) or '(none registered)'}")
+        fingerprints = {}
         for m in models:
             backend.check_model(d, m)
+            fp = backend.model_fingerprint(d, m)
+            if fp is not None:
+                fingerprints[m] = fp
         eps = _unique([defaults.epsilon if e == PAPER else parse_number(e)
                        for e in _as_tuple(config.eps, "eps")])
         for e in eps:
@@ -368,6 +372,8 @@ def resolve_config(config: EvalConfig, backend: "Backend") -> dict:
                              f"must be at most {available})")
         per_dataset[d] = {"size": [h, w_], "eps": eps, "k": ks, "w": ws, "attack_k": attack_k,
                           "steps": steps, "step_size": step_size, "attack_w": attack_w}
+        if fingerprints:
+            per_dataset[d]["model_weights"] = fingerprints
     return {
         "datasets": list(datasets), "models": list(models), "methods": list(methods),
         "attacks": list(attacks), "n_images": n_images, "image_offset": offset,
@@ -400,6 +406,11 @@ class Backend:
     def check_model(self, dataset: str, name: str) -> None:
         """Raise (with a message saying what to do) when the model cannot be loaded; called
         before any work starts."""
+
+    def model_fingerprint(self, dataset: str, name: str) -> str | None:
+        """A digest of the model's weights (recorded in config.json, so that resuming with
+        different weights is refused), or None when unknown."""
+        return None
 
     def n_available(self, dataset: str, source: str) -> int | None:
         raise NotImplementedError
@@ -438,6 +449,11 @@ class RegistryBackend(Backend):
         from . import models
         if not models.is_available(dataset, name):
             models.load(dataset, name)  # raises ModelUnavailable saying what to do
+
+    def model_fingerprint(self, dataset, name):
+        from . import models
+        path = models.MODELS[(dataset, name)].weights_path
+        return f"sha256:{models.sha256_file(path)}" if path is not None and path.exists() else None
 
     def _test_set(self, dataset):
         if dataset not in self._test_sets:

@@ -72,8 +72,14 @@ class ToyBackend(Backend):
     def model_names(self, dataset):
         return list(self.MODELS)
 
+    def __init__(self, weights_tag: str = "v1"):
+        self.weights_tag = weights_tag
+
     def load_model(self, dataset, name, device):
         return ToyNet(self.MODELS[name]).to(device).eval()
+
+    def model_fingerprint(self, dataset, name):
+        return f"{self.weights_tag}:{name}"
 
     def n_available(self, dataset, source):
         return N_IMAGES

@@ -276,6 +276,11 @@ def test_resume_with_a_different_configuration_is_refused(tmp_path):
     assert "cannot be resumed" in msg
     assert "config.n_images: 2 in the folder, 3 now" in msg
     assert "config.seed: 0 in the folder, 4 now" in msg
+    # Same configuration, different model weights: refused too.
+    with pytest.raises(ev.ConfigMismatch, match=r"model_weights.natural: \"v1:natural\" in the "
+                                                r"folder, \"v2:natural\" now"):
+        ev.run(small_config(n_images=2, attacks=("random_sign",)), folder,
+               backend=ToyBackend("v2"), device="cpu", progress=False)
     # A non-empty folder that is not a results folder is refused too.
     other = tmp_path / "other"
     other.mkdir()
