@@ -477,7 +477,30 @@ def claims(df) -> list[Claim]:
         (("lens_recall_div", "lens_recall"), ("lens_precision_div", "lens_precision"),
          ("topk_div_intersection", "topk_intersection")),
         1e-12)
+    caps = []
+    for d in dict.fromkeys(df["dataset"]):
+        size = _dataset_size(d)
+        if size is None:
+            continue
+        ref = reference(df, d)
+        for w in ref.w_values:
+            cap = math.ceil(size[0] / (w + 1)) * math.ceil(size[1] / (w + 1))
+            if w >= 1 and cap < ref.k:
+                caps.append(f"{d} at w = {w}: at most {cap} pixels, so the diverse scores are at "
+                            f"most {cap / ref.k:.2f}")
+    if caps:
+        c3.summary += (" Note: D_k holds at most ⌈H/(w+1)⌉·⌈W/(w+1)⌉ pixels (one per "
+                       "(w+1)×(w+1) block) and the denominators stay k (SPEC §2), so for "
+                       + "; ".join(caps) + ".")
     return [_claim1(df), c2, c3, _claim4(df)]
+
+
+def _dataset_size(dataset: str):
+    try:
+        from . import data
+        return tuple(data.DATASETS[dataset].size)
+    except (ImportError, KeyError, AttributeError):
+        return None
 
 
 # --------------------------------------------------------------------------------------------
