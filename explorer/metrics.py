@@ -170,6 +170,12 @@ def validate_maps(a, b) -> tuple[torch.Tensor, torch.Tensor, bool]:
     return a3.to(dtype), b3.to(dtype), single_a
 
 
+def _validate_pair(a, b, k, w) -> tuple[torch.Tensor, torch.Tensor, bool, int, int]:
+    """Check a map pair, k and w together: ``(a3, b3, single, k, w)``."""
+    a3, b3, single = validate_maps(a, b)
+    return a3, b3, single, validate_k(k, a3.shape[1], a3.shape[2]), validate_w(w)
+
+
 def _unbatch(t: torch.Tensor, single: bool) -> torch.Tensor:
     return t[0] if single else t
 
@@ -498,9 +504,7 @@ def set_metrics(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
 
     Cheaper than :func:`compare` (no correlations); same values, same validation.
     """
-    a3, b3, single = validate_maps(a, b)
-    k = validate_k(k, a3.shape[1], a3.shape[2])
-    w = validate_w(w)
+    a3, b3, single, k, w = _validate_pair(a, b, k, w)
     return {key: _unbatch(v, single) for key, v in _set_metrics3(a3, b3, k, w).items()}
 
 
@@ -512,9 +516,7 @@ def compare(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
     device. Correlations of a constant/degenerate map and the centre shift of a degenerate map
     are NaN.
     """
-    a3, b3, single = validate_maps(a, b)
-    k = validate_k(k, a3.shape[1], a3.shape[2])
-    w = validate_w(w)
+    a3, b3, single, k, w = _validate_pair(a, b, k, w)
     n = a3.shape[0]
     both = torch.cat([a3, b3])
     keys = _rank_keys(both)
@@ -547,9 +549,7 @@ def overlap_masks(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
       ``orig_diverse``, ``adv_diverse``: ``D_k(a)``, ``D_k(b)``.
     And LongTensor counts ``orig_diverse_count``, ``adv_diverse_count``.
     """
-    a3, b3, single = validate_maps(a, b)
-    k = validate_k(k, a3.shape[1], a3.shape[2])
-    w = validate_w(w)
+    a3, b3, single, k, w = _validate_pair(a, b, k, w)
     n = a3.shape[0]
     both = torch.cat([a3, b3])
     keys = _rank_keys(both)
