@@ -189,3 +189,50 @@ def test_efficientnet_lite0_relu6_is_smoothed():
     g, = torch.autograd.grad(s(x)[0, 0], x, create_graph=True)
     h, = torch.autograd.grad(g.pow(2).sum(), x)
     assert torch.isfinite(h).all() and h.abs().max() > 0
+
+
+@pytest.mark.parametrize("conv", [
+    dict(in_channels=1, out_channels=4, kernel_size=5, padding=2),
+    dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1),
+    dict(in_channels=4, out_channels=4, kernel_size=3, stride=2, dilation=2, groups=2, padding=2),
+    dict(in_channels=4, out_channels=4, kernel_size=(3, 2), stride=(2, 1), padding=(1, 0),
+         groups=4, bias=False),
+])
+def test_fast_conv_backward_matches_autograd_to_second_order(conv):
+    """The surrogate's convolutions use a hand-written input gradient: check first and second
+    derivatives against autograd's own convolution, odd sizes and strides included."""
+    from explorer.surrogate import _ConstConv2d
+
+    torch.manual_seed(0)
+    layer = nn.Conv2d(**conv).double()
+    net = nn.Sequential(layer, nn.ReLU(), nn.Flatten()).eval()
+    s = smooth_model(net, 2.0)
+    assert isinstance(s.module[0], _ConstConv2d)
+    ref = nn.Sequential(copy.deepcopy(layer), nn.Softplus(beta=2.0), nn.Flatten())
+    x = torch.rand(2, conv["in_channels"], 9, 8, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(s(x), ref(x))
+    v = torch.randn_like(s(x))
+
+    def first_and_second(model):
+        g, = torch.autograd.grad((model(x) * v).sum(), x, create_graph=True)
+        h, = torch.autograd.grad(g.pow(2).sum(), x)
+        return g, h
+
+    for a, b in zip(first_and_second(s), first_and_second(ref)):
+        torch.testing.assert_close(a, b)
+    # Weights that require grad (someone fine-tuning the copy) take the standard path.
+    s.module[0].weight.requires_grad_(True)
+    s(x).sum().backward()
+    assert s.module[0].weight.grad is not None
+
+
+def test_conv_subclasses_keep_their_own_forward():
+    class SamePad(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(nn.functional.pad(x, (1, 1, 1, 1)))
+
+    net = nn.Sequential(SamePad(1, 2, 3), nn.ReLU())
+    s = smooth_model(net, 1.0)
+    assert type(s.module[0]) is SamePad
+    x = torch.rand(1, 1, 5, 5)
+    torch.testing.assert_close(s(x), nn.functional.softplus(net[0](x)))
