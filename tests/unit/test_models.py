@@ -417,3 +417,13 @@ def test_models_work_with_the_smooth_surrogate(dataset, name, offline):
         gaps = [(smooth_model(model, beta=b)(x) - real).abs().max().item() for b in (2.0, 50.0)]
     assert gaps[1] < gaps[0]  # converges to the real model as beta grows
     assert gaps[1] < 0.1 * real.abs().max().item()
+
+
+def test_docs_quote_the_cards():
+    """docs/models.md reports each shipped model's figures exactly as its card says."""
+    text = (ROOT / "docs" / "models.md").read_text(encoding="utf-8")
+    for dataset, name in SHIPPED:
+        card = models.card(dataset, name)
+        row = f"| {dataset}/{name} | {100 * card['clean_accuracy']:.2f}% | {100 * card['robust_accuracy']:.2f}% |"
+        assert row in text, row
+        assert card["training"]["command"] in text
