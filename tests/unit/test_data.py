@@ -334,3 +334,16 @@ def test_upload_non_images_refused():
 def test_upload_error_is_a_value_error():
     assert issubclass(data.UploadError, ValueError)
     assert issubclass(data.DatasetUnavailable, RuntimeError)
+
+
+def test_data_import_copies_an_image_folder_into_place(tmp_path):
+    src = tmp_path / "flowers"
+    (src / "jpg").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(src / "jpg" / "image_00001.jpg")
+    (src / "setid.mat").write_bytes(b"x")
+    dest = data.import_dataset("flowers102", src, root=tmp_path / "root")
+    assert dest == tmp_path / "root" / "flowers-102"
+    assert (dest / "jpg" / "image_00001.jpg").is_file() and (dest / "setid.mat").is_file()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is empty"):
+        data.import_dataset("gtsrb", tmp_path / "empty", root=tmp_path / "root")
