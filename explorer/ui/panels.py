@@ -255,6 +255,8 @@ def analysis(panel: PanelInput) -> None:
     key, a, b = _stacked(panel.pairs)
     values = _per_pair(stages.scores(key, a, b, k, w), len(panel.pairs))
     st.markdown(metric_table_html(values, labels, k=k, w=w), unsafe_allow_html=True)
+    # Rank correlations depend on w only: have them ready for the next w moves.
+    stages.prefetch_without_k(key, a, b, stages.CHART_W)
 
     shown = panel.pairs[labels.index(shown_label)]
     _notes(panel, values)

@@ -323,16 +323,88 @@ def progress_callback(bar, measure_label: str) -> Callable[[int, int, float], bo
 
 # ------------------------------------------------------------------------------- scores
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def _scores_without_k(pair_key: str, _a: np.ndarray, _b: np.ndarray, w: int) -> dict[str, list]:
-    """The metrics of ``compare`` that do not depend on k (rank correlations: on w only;
-    centre shift: on neither), from one ``metrics.compare`` call."""
+class RankScoreStore:
+    """Bounded, thread-safe store of the k-independent scores of a pair, per w.
+
+    The rank correlations need one ``metrics.compare`` per w (the slow part of a w move on a
+    224×224 pair); after a page is drawn, a background thread fills in w = 0..5 so that moving
+    the w slider there finds them ready. A plain store (not ``st.cache_data``) because the
+    background thread runs outside any Streamlit script run.
+    """
+
+    MAX_ENTRIES = 512
+
+    def __init__(self) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.lock = threading.Lock()
+        self.values: OrderedDict[tuple, dict[str, list]] = OrderedDict()
+        self.busy: set[str] = set()
+
+    def get(self, key: tuple) -> dict[str, list] | None:
+        with self.lock:
+            value = self.values.get(key)
+            if value is not None:
+                self.values.move_to_end(key)
+            return value
+
+    def put(self, key: tuple, value: dict[str, list]) -> None:
+        with self.lock:
+            self.values[key] = value
+            self.values.move_to_end(key)
+            while len(self.values) > self.MAX_ENTRIES:
+                self.values.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def rank_score_store() -> RankScoreStore:
+    return RankScoreStore()
+
+
+def _compute_without_k(a: np.ndarray, b: np.ndarray, w: int) -> dict[str, list]:
     import torch
 
     from explorer import metrics
 
-    out = metrics.compare(torch.from_numpy(_a), torch.from_numpy(_b), 1, w)
+    out = metrics.compare(torch.from_numpy(a), torch.from_numpy(b), 1, w)
     return {key: v.tolist() for key, v in out.items() if metrics.METRICS[key].kind != "set"}
+
+
+def _scores_without_k(pair_key: str, a: np.ndarray, b: np.ndarray, w: int) -> dict[str, list]:
+    """The metrics of ``compare`` that do not depend on k (rank correlations: on w only;
+    centre shift: on neither), from one ``metrics.compare`` call, stored per (pair, w)."""
+    store = rank_score_store()
+    value = store.get((pair_key, w))
+    if value is None:
+        value = _compute_without_k(a, b, w)
+        store.put((pair_key, w), value)
+    return value
+
+
+def prefetch_without_k(pair_key: str, a: np.ndarray, b: np.ndarray, ws) -> None:
+    """Fill the store for the w values ``ws`` in a background thread (no Streamlit calls)."""
+    import threading
+
+    store = rank_score_store()
+    missing = [w for w in ws if store.get((pair_key, w)) is None]
+    with store.lock:
+        if not missing or pair_key in store.busy:
+            return
+        store.busy.add(pair_key)
+
+    def work() -> None:
+        try:
+            for w in missing:
+                if store.get((pair_key, w)) is None:
+                    store.put((pair_key, w), _compute_without_k(a, b, w))
+        except Exception:  # noqa: BLE001 - a failed prefetch only costs the speed-up
+            pass
+        finally:
+            with store.lock:
+                store.busy.discard(pair_key)
+
+    threading.Thread(target=work, name="explorer-prefetch", daemon=True).start()
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
