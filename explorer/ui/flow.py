@@ -69,8 +69,9 @@ def choose_input(sb: Sidebar) -> Input | None:
         st.info(f"{fallback_reason}{stop} Showing a bundled image meanwhile.",
                 icon=":material/info:")
     if s["x"] is None or len(s["names"]) == 0:
-        st.error(f"No bundled images for {info.name}: {s.get('error') or 'the assets are missing'}."
-                 " Pick another dataset.", icon=":material/error:")
+        why = (s.get("error") or "the assets are missing").rstrip(". ")
+        st.error(f"No bundled images for {info.name}: {why}. Pick another dataset.",
+                 icon=":material/error:")
         return None
     i = int(cfg.image) if cfg.source == "sample" else 0
     i = min(max(i, 0), len(s["names"]) - 1)

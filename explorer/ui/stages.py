@@ -13,8 +13,10 @@ as underscore arguments, which Streamlit does not hash, next to the key that ide
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import time
+import weakref
 from typing import Any, Callable
 
 import numpy as np
@@ -404,7 +406,20 @@ def prefetch_without_k(pair_key: str, a: np.ndarray, b: np.ndarray, ws) -> None:
             with store.lock:
                 store.busy.discard(pair_key)
 
-    threading.Thread(target=work, name="explorer-prefetch", daemon=True).start()
+    thread = threading.Thread(target=work, name="explorer-prefetch", daemon=True)
+    _PREFETCH_THREADS.add(thread)
+    thread.start()
+
+
+_PREFETCH_THREADS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+@atexit.register
+def _join_prefetch_threads() -> None:
+    """Let running prefetches finish at interpreter exit (a daemon thread killed inside a torch
+    kernel aborts the process)."""
+    for thread in list(_PREFETCH_THREADS):
+        thread.join(timeout=60)
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
