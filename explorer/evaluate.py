@@ -82,6 +82,7 @@ __all__ = [
     "read_rows_csv",
     "load_results",
     "long_format",
+    "export_compact",
     "parse_number",
     "parse_method_params",
 ]
@@ -1179,6 +1180,32 @@ def _read_gz(path: Path):
         raise ResultsError(str(exc).replace(str(tmp), str(path))) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def export_compact(folder, dest) -> Path:
+    """Copy a finished results folder to ``dest`` as ``config.json``, ``runs.jsonl`` and one
+    gzip-compressed ``results.csv.gz`` (no unit files): small enough to commit, and readable by
+    :func:`load_results` and the Sweeps page. Refuses an unfinished folder."""
+    import gzip
+    import shutil
+
+    folder, dest = Path(folder), Path(dest)
+    cfg = load_config(folder)
+    units = plan_units(cfg["resolved"])
+    if (folder / ROWS_DIR).is_dir():
+        _merge(folder, units, cfg["resolved"])  # also checks that every unit is there
+    merged = folder / MERGED_FILE
+    if not merged.exists():
+        raise ResultsError(f"{folder}: no {MERGED_FILE}; finish the run first")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(folder / CONFIG_FILE, dest / CONFIG_FILE)
+    if (folder / RUNS_FILE).exists():
+        shutil.copyfile(folder / RUNS_FILE, dest / RUNS_FILE)
+    data = gzip.compress(merged.read_bytes(), compresslevel=9, mtime=0)
+    tmp = dest / f".{MERGED_FILE}.gz.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, dest / (MERGED_FILE + ".gz"))
+    return dest
 
 
 def long_format(df):

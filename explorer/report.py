@@ -711,6 +711,9 @@ def add_arguments(p) -> None:
                    help="a Markdown file inserted after the definitions (discussion)")
     p.add_argument("--title", default="Reproduction report")
     p.add_argument("--figure-prefix", default="", help="prefix of the figure file names")
+    p.add_argument("--copy-rows-to", default=None, metavar="DIR",
+                   help="also copy each results folder to DIR/NAME as config.json, runs.jsonl "
+                        "and results.csv.gz (compact, readable by the Sweeps page)")
 
 
 def main(args) -> int:
@@ -720,4 +723,10 @@ def main(args) -> int:
     path = build_report(args.results, args.out, args.filename, args.notes, args.title,
                         args.figure_prefix)
     print(f"wrote {path}")
+    if args.copy_rows_to:
+        from .evaluate import export_compact
+
+        for folder in args.results:
+            dest = export_compact(folder, Path(args.copy_rows_to) / Path(folder).name)
+            print(f"copied the rows of {folder} to {dest}")
     return 0

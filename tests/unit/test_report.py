@@ -174,6 +174,18 @@ def test_report_cli_and_bad_folder(toy_results, tmp_path, capsys):
     assert "is not a folder" in err and "Traceback" not in err
 
 
+def test_compact_copy_reads_back_the_same_rows(toy_results, tmp_path):
+    folder, df = toy_results
+    dest = ev.export_compact(folder, tmp_path / "copy" / "toy")
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "results.csv.gz",
+                                                      "runs.jsonl"]
+    back = ev.load_results(dest)
+    pd.testing.assert_frame_equal(back, ev.load_results(folder))
+    # And the report reads it like the original.
+    rs = report.load_many([dest])
+    assert len(rs.rows) == len(df)
+
+
 def test_curve_along_eps_uses_common_images(toy_results):
     _, df = toy_results
     # Drop image 0 at ε = 0.1: the ε curve then uses images 1..5 at both ε.
