@@ -8,7 +8,7 @@ import streamlit as st
 
 from explorer import viz
 
-from . import controls, flow, panels, stages
+from . import controls, flow, panels
 from .common import APP_TITLE, guarded
 
 
@@ -19,7 +19,7 @@ def _pick_models(dataset: str) -> list:
     infos = models.models_for(dataset)
     by_name = {m.name: m for m in infos}
     chosen = [by_name[n] for n in ("natural", "pgd") if n in by_name]
-    ready = [m for m in infos if controls._available(models, dataset, m.name)]
+    ready = [m for m in infos if controls.model_available(models, dataset, m.name)]
     for m in ready + infos:
         if len(chosen) >= 2:
             break

@@ -16,7 +16,6 @@ from typing import Any
 import streamlit as st
 
 from . import stages
-from .common import show_problem
 from .state import DEVICES, SOURCES, Config, parse_int, parse_params, parse_region, to_query
 
 # Attack parameters that are pixel budgets ([0, 1] units); shown in 1/255 units for RGB data.
@@ -292,9 +291,9 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}%" if v <= 1.0 else f"{v:.1f}%"
 
 
-def _available(models, dataset: str, name: str) -> bool:
+def model_available(models, dataset: str, name: str) -> bool:
     try:
-        return bool(models.is_available(dataset, name))
+        return bool(models.ismodel_available(dataset, name))
     except Exception:  # noqa: BLE001 - availability is a hint; load() gives the real message
         return True
 
@@ -305,7 +304,7 @@ def _device_choice() -> tuple[str, str, str]:
     _init("cfg.device", "auto")
     choice = st.radio("Device", DEVICES, key="cfg.device", horizontal=True,
                       help="auto uses the GPU when one is available.")
-    has_cuda = torch.cuda.is_available()
+    has_cuda = torch.cuda.ismodel_available()
     if choice == "cuda" and not has_cuda:
         return choice, "cpu", "No CUDA device here: running on the CPU."
     resolved = "cuda" if (choice == "cuda" or (choice == "auto" and has_cuda)) else "cpu"
@@ -463,7 +462,7 @@ def sidebar() -> Sidebar:
 
         model_infos = models.models_for(ds)
         model_names = [m.name for m in model_infos]
-        available = {m.name: _available(models, ds, m.name) for m in model_infos}
+        available = {m.name: model_available(models, ds, m.name) for m in model_infos}
         labels = {m.name: (m.label or m.name) + ("" if available[m.name] else " · not here")
                   for m in model_infos}
         if model_names:
