@@ -293,7 +293,7 @@ def _pct(v: float) -> str:
 
 def model_available(models, dataset: str, name: str) -> bool:
     try:
-        return bool(models.ismodel_available(dataset, name))
+        return bool(models.is_available(dataset, name))
     except Exception:  # noqa: BLE001 - availability is a hint; load() gives the real message
         return True
 
@@ -304,7 +304,7 @@ def _device_choice() -> tuple[str, str, str]:
     _init("cfg.device", "auto")
     choice = st.radio("Device", DEVICES, key="cfg.device", horizontal=True,
                       help="auto uses the GPU when one is available.")
-    has_cuda = torch.cuda.ismodel_available()
+    has_cuda = torch.cuda.is_available()
     if choice == "cuda" and not has_cuda:
         return choice, "cpu", "No CUDA device here: running on the CPU."
     resolved = "cuda" if (choice == "cuda" or (choice == "auto" and has_cuda)) else "cpu"
