@@ -1332,7 +1332,9 @@ def main(args) -> int:
             raise ValueError(f"--threads must be >= 1; got {args.threads}")
         torch.set_num_threads(args.threads)
     config = config_from_args(args)
-    launcher = "torchrun" if os.environ.get("TORCHELASTIC_RUN_ID") else "python"
+    launcher = "python"
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        launcher = f"torchrun --nproc_per_node={os.environ.get('LOCAL_WORLD_SIZE', '?')}"
     argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("__main__.py", "explorer")) else []
     command = f"{launcher} -m explorer " + " ".join(shlex.quote(a) for a in argv) if argv else ""
     run(config, args.out, backend=RegistryBackend(args.data_root), device=args.device,
