@@ -66,8 +66,11 @@ def choose_input(sb: Sidebar) -> Input | None:
             fallback_reason = "No image uploaded yet: choose a file in the sidebar."
     if fallback_reason:
         stop = "" if fallback_reason.rstrip().endswith((".", "!", "?")) else "."
-        st.info(f"{fallback_reason}{stop} Showing a bundled image meanwhile.",
-                icon=":material/info:")
+        text = f"{fallback_reason}{stop} Showing a bundled image meanwhile."
+        if fallback_reason.startswith("Upload refused"):
+            st.warning(text, icon=":material/block:")
+        else:
+            st.info(text, icon=":material/info:")
     if s["x"] is None or len(s["names"]) == 0:
         why = (s.get("error") or "the assets are missing").rstrip(". ")
         st.error(f"No bundled images for {info.name}: {why}. Pick another dataset.",
