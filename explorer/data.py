@@ -122,10 +122,16 @@ FLOWERS102_CLASSES = [
 
 
 def _imagenet_classes() -> list[str]:
-    """The 1000 ImageNet-1k class names, in index order (ship with torchvision, offline)."""
-    from torchvision.models import ResNet18_Weights
+    """The 1000 ImageNet-1k class names, in index order.
 
-    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    Read from ``assets/imagenet_classes.json`` (written once from torchvision's weight metadata,
+    ``ResNet18_Weights.IMAGENET1K_V1.meta["categories"]``): importing ``torchvision.models`` here
+    would add seconds to every start of the app.
+    """
+    names = json.loads((ASSETS_DIR / "imagenet_classes.json").read_text(encoding="utf-8"))
+    if len(names) != 1000:
+        raise RuntimeError(f"{ASSETS_DIR / 'imagenet_classes.json'} must list 1000 class names")
+    return names
 
 
 _IDX_HINT = (

@@ -347,3 +347,13 @@ def test_data_import_copies_an_image_folder_into_place(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="is empty"):
         data.import_dataset("gtsrb", tmp_path / "empty", root=tmp_path / "root")
+
+
+def test_imagenet_class_names_match_torchvision():
+    """The shipped class-name list (read without importing torchvision.models) is torchvision's."""
+    from torchvision.models import ResNet18_Weights
+
+    from explorer import data
+
+    assert data.DATASETS["imagenet"].class_names == list(
+        ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
