@@ -42,7 +42,9 @@ __all__ = [
     "center_of_mass",
     "compare",
     "set_metrics",
+    "rank_metrics",
     "SET_METRIC_KEYS",
+    "RANK_METRIC_KEYS",
     "overlap_masks",
 ]
 
@@ -508,22 +510,19 @@ def set_metrics(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
     return {key: _unbatch(v, single) for key, v in _set_metrics3(a3, b3, k, w).items()}
 
 
-def compare(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
-    """Every SPEC §2 metric between original maps ``a`` and perturbed maps ``b``.
+RANK_METRIC_KEYS: tuple[str, ...] = tuple(k for k in METRIC_KEYS if k not in SET_METRIC_KEYS)
+LENS_RANK_KEYS: tuple[str, ...] = ("lens_spearman", "lens_kendall")
 
-    ``a``, ``b``: ``(H, W)`` or ``(N, H, W)``, non-negative and finite. Returns a dict with exactly
-    :data:`METRIC_KEYS`; each value is a float64 tensor ``(N,)`` (0-d for single maps) on ``a``'s
-    device. Correlations of a constant/degenerate map and the centre shift of a degenerate map
-    are NaN.
-    """
-    a3, b3, single, k, w = _validate_pair(a, b, k, w)
+
+def _rank_metrics3(a3: torch.Tensor, b3: torch.Tensor, w: int,
+                   lens_only: bool = False) -> dict[str, torch.Tensor]:
     n = a3.shape[0]
     both = torch.cat([a3, b3])
-    keys = _rank_keys(both)
-    out = _set_metrics3(a3, b3, k, w, keys)
-    ranks = _average_ranks(both)
-    out["spearman"] = _pearson_rows(ranks[:n], ranks[n:])
-    out["kendall"] = _kendall3(a3, b3)
+    out: dict[str, torch.Tensor] = {}
+    if not lens_only or w == 0:
+        ranks = _average_ranks(both)
+        out["spearman"] = _pearson_rows(ranks[:n], ranks[n:])
+        out["kendall"] = _kendall3(a3, b3)
     if w == 0:
         out["lens_spearman"] = out["spearman"].clone()
         out["lens_kendall"] = out["kendall"].clone()
@@ -531,7 +530,33 @@ def compare(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
         pooled = _pool(both, w)
         out["lens_spearman"] = _spearman3(pooled[:n], pooled[n:])
         out["lens_kendall"] = _kendall3(pooled[:n], pooled[n:])
-    out["center_shift"] = torch.linalg.vector_norm(_centroid3(a3) - _centroid3(b3), dim=1)
+    if not lens_only:
+        out["center_shift"] = torch.linalg.vector_norm(_centroid3(a3) - _centroid3(b3), dim=1)
+    keys = LENS_RANK_KEYS if lens_only else RANK_METRIC_KEYS
+    return {key: out[key].double() for key in keys}
+
+
+def rank_metrics(a, b, w: int, lens_only: bool = False) -> dict[str, torch.Tensor]:
+    """The metrics of :func:`compare` that do not depend on k: Spearman, Kendall, their LENS
+    variants at ``w`` and the centre shift (``lens_only``: only the two LENS correlations, the
+    part that changes with ``w``). Same values and validation as :func:`compare`."""
+    a3, b3, single = validate_maps(a, b)
+    w = validate_w(w)
+    return {key: _unbatch(v, single) for key, v in _rank_metrics3(a3, b3, w, lens_only).items()}
+
+
+def compare(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
+    """Every SPEC §2 metric between original maps ``a`` and perturbed maps ``b``.
+
+    ``a``, ``b``: ``(H, W)`` or ``(N, H, W)``, non-negative and finite. Returns a dict with exactly
+    :data:`METRIC_KEYS`; each value is a float64 tensor ``(N,)`` (0-d for single maps) on ``a``'s
+    device. Correlations of a constant/degenerate map and the centre shift of a degenerate map
+    are NaN. ``compare`` = :func:`set_metrics` (depends on k and w) + :func:`rank_metrics`
+    (depends on w only).
+    """
+    a3, b3, single, k, w = _validate_pair(a, b, k, w)
+    out = _set_metrics3(a3, b3, k, w)
+    out.update(_rank_metrics3(a3, b3, w))
     return {key: _unbatch(out[key].double(), single) for key in METRIC_KEYS}
 
 

@@ -364,22 +364,31 @@ def rank_score_store() -> RankScoreStore:
     return RankScoreStore()
 
 
-def _compute_without_k(a: np.ndarray, b: np.ndarray, w: int) -> dict[str, list]:
+def _compute_without_k(pair_key: str, a: np.ndarray, b: np.ndarray, w: int) -> dict[str, list]:
+    """The metrics that do not depend on k: the w-free part (Spearman, Kendall, centre shift)
+    once per pair, the LENS correlations once per (pair, w) (``metrics.rank_metrics``)."""
     import torch
 
     from explorer import metrics
 
-    out = metrics.compare(torch.from_numpy(a), torch.from_numpy(b), 1, w)
-    return {key: v.tolist() for key, v in out.items() if metrics.METRICS[key].kind != "set"}
+    store = rank_score_store()
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    plain = store.get((pair_key, "w-free"))
+    if plain is None:
+        plain = {key: v.tolist() for key, v in metrics.rank_metrics(ta, tb, 0).items()
+                 if key not in ("lens_spearman", "lens_kendall")}
+        store.put((pair_key, "w-free"), plain)
+    lens = metrics.rank_metrics(ta, tb, w, lens_only=True)
+    return {**plain, **{key: v.tolist() for key, v in lens.items()}}
 
 
 def _scores_without_k(pair_key: str, a: np.ndarray, b: np.ndarray, w: int) -> dict[str, list]:
     """The metrics of ``compare`` that do not depend on k (rank correlations: on w only;
-    centre shift: on neither), from one ``metrics.compare`` call, stored per (pair, w)."""
+    centre shift: on neither), stored per (pair, w)."""
     store = rank_score_store()
     value = store.get((pair_key, w))
     if value is None:
-        value = _compute_without_k(a, b, w)
+        value = _compute_without_k(pair_key, a, b, w)
         store.put((pair_key, w), value)
     return value
 
@@ -399,7 +408,7 @@ def prefetch_without_k(pair_key: str, a: np.ndarray, b: np.ndarray, ws) -> None:
         try:
             for w in missing:
                 if store.get((pair_key, w)) is None:
-                    store.put((pair_key, w), _compute_without_k(a, b, w))
+                    store.put((pair_key, w), _compute_without_k(pair_key, a, b, w))
         except Exception:  # noqa: BLE001 - a failed prefetch only costs the speed-up
             pass
         finally:

@@ -327,3 +327,19 @@ def test_bad_maps():
         M.compare(torch.rand(5), torch.rand(5), k=3, w=1)
     with pytest.raises(ValueError, match=r"shape \(H, W\) or \(N, H, W\)"):
         M.topk_mask(torch.rand(1, 1, 5, 5), 3)
+
+
+def test_compare_is_set_metrics_plus_rank_metrics():
+    g = torch.Generator().manual_seed(5)
+    a = torch.randint(0, 6, (3, 9, 8), generator=g).float()
+    b = torch.randint(0, 6, (3, 9, 8), generator=g).float()
+    for w in (0, 2):
+        full = M.compare(a, b, k=10, w=w)
+        parts = {**M.set_metrics(a, b, 10, w), **M.rank_metrics(a, b, w)}
+        assert set(parts) == set(M.METRIC_KEYS)
+        lens = M.rank_metrics(a, b, w, lens_only=True)
+        assert set(lens) == {"lens_spearman", "lens_kendall"}
+        for key in M.METRIC_KEYS:
+            torch.testing.assert_close(parts[key].double(), full[key], equal_nan=True)
+        for key, value in lens.items():
+            torch.testing.assert_close(value, full[key], equal_nan=True)
