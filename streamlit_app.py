@@ -4,11 +4,15 @@ The pages live in explorer/ui/ (one module per page); see explorer/ui/__init__.p
 """
 
 import logging
+import os
 
-import streamlit as st
+# Before torch is imported anywhere (see explorer/__init__.py): OpenMP threads sleep, not spin.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from explorer.ui import compare_page, explorer_page
-from explorer.ui.common import APP_TITLE, guarded, page_style
+import streamlit as st  # noqa: E402
+
+from explorer.ui import compare_page, explorer_page  # noqa: E402
+from explorer.ui.common import APP_TITLE, guarded, page_style  # noqa: E402
 
 st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout="wide",
                    initial_sidebar_state="expanded")
