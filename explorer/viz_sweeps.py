@@ -40,7 +40,7 @@ def _y_range(key: str):
     if kind == "set":
         return (0.0, 1.02)
     if kind == "rank":
-        return (-0.05, 1.02)
+        return (None, 1.02)  # correlations can be negative: the bottom follows the data
     return None
 
 
@@ -74,7 +74,7 @@ def mpl_curves(curve, along: str, metric_keys: Sequence[str], title: str = ""):
         ax.set_xlabel(AXIS_LABEL.get(along, along), fontsize=8)
         yr = _y_range(key)
         if yr:
-            ax.set_ylim(*yr)
+            ax.set_ylim(bottom=yr[0], top=yr[1])
         ax.grid(alpha=0.3)
         if along == "w":
             ax.set_xticks(sorted(set(curve["w"])))
@@ -119,7 +119,7 @@ def mpl_models(tab, metric_keys: Sequence[str], title: str = ""):
         ax.set_xticklabels([_attack_name(a) for a in attacks], fontsize=7, rotation=15)
         yr = _y_range(key)
         if yr:
-            ax.set_ylim(*yr)
+            ax.set_ylim(bottom=yr[0], top=yr[1])
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     if title:
@@ -170,7 +170,7 @@ def plotly_curves(curve, along: str, metric_keys: Sequence[str], title: str = ""
                                   "<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text=AXIS_LABEL.get(along, along), row=1, col=col)
         yr = _y_range(key)
-        if yr:
+        if yr and yr[0] is not None:
             fig.update_yaxes(range=list(yr), row=1, col=col)
     fig.update_layout(title=title, height=380, margin=dict(t=90, b=40, l=40, r=10))
     return fig
@@ -194,7 +194,7 @@ def plotly_models(tab, metric_keys: Sequence[str], title: str = ""):
                 error_y=dict(type="data", symmetric=False, array=r[key + "_hi"] - r[key],
                              arrayminus=r[key] - r[key + "_lo"])), row=1, col=col)
         yr = _y_range(key)
-        if yr:
+        if yr and yr[0] is not None:
             fig.update_yaxes(range=list(yr), row=1, col=col)
     fig.update_layout(title=title, barmode="group", height=380,
                       margin=dict(t=90, b=40, l=40, r=10))

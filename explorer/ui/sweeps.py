@@ -66,6 +66,11 @@ def _load(folders: tuple[str, ...], stamps: tuple[float, ...]) -> report.ResultS
     return report.load_many([_resolve(f) for f in folders])
 
 
+@st.cache_data(max_entries=8, show_spinner="Checking the claims…")
+def _claims(folders: tuple[str, ...], stamps: tuple[float, ...]) -> list[report.Claim]:
+    return report.claims(_load(folders, stamps).rows)
+
+
 def _resolve(folder: str) -> Path:
     p = Path(folder).expanduser()
     return p if p.is_absolute() else REPO_ROOT / p
@@ -88,7 +93,9 @@ def _table_view(tab: pd.DataFrame, keys) -> None:
     st.dataframe(show, hide_index=True, width="stretch")
 
 
-def _results_views(rs: report.ResultSet, key_prefix: str) -> None:
+def _results_views(rs: report.ResultSet, key_prefix: str, claims=None) -> None:
+    """Tables, figures, claims and run facts of ``rs``; ``claims`` computes the claim list
+    (default: :func:`explorer.report.claims` on the rows)."""
     df = rs.rows
     c1, c2, c3, c4, c5 = st.columns(5)
     dataset = c1.selectbox("Dataset", rs.datasets, key=f"{key_prefix}_dataset")
@@ -161,7 +168,7 @@ def _results_views(rs: report.ResultSet, key_prefix: str) -> None:
     with t_claims:
         st.caption("Each claim of the paper (SPEC §6) at every dataset's paper setting, with the "
                    "rule used to call it; the same text as `python -m explorer report`.")
-        for c in report.claims(df):
+        for c in (claims() if claims is not None else report.claims(df)):
             icon = {"supported": ":material/check_circle:",
                     "not supported": ":material/cancel:"}.get(c.verdict, ":material/help:")
             with st.expander(f"Claim {c.number}: {c.title} — {c.verdict}", icon=icon,
@@ -268,7 +275,8 @@ def render() -> None:
         return
     options = discover_folders()
     chosen = st.multiselect(
-        "Results folders", options, default=options[:3] if options else [],
+        "Results folders", options,
+        default=[f for f in options if f.startswith("docs/results")] or options[:3],
         key="sweeps_folders",
         help="Folders written by `python -m explorer evaluate --out FOLDER` under results/ or "
              "docs/results/. Several folders are combined (a row repeated by a later folder is "
@@ -286,10 +294,11 @@ def render() -> None:
         for p in paths:
             if not p.is_dir():
                 raise ev.ResultsError(f"{p} is not a folder")
-        rs = _load(tuple(str(p) for p in paths), tuple(_stamp(p) for p in paths))
+        key = (tuple(str(p) for p in paths), tuple(_stamp(p) for p in paths))
+        rs = _load(*key)
     except (ValueError, OSError) as exc:
         show_problem(exc, "These results cannot be shown")
         citation_caption()
         return
-    _results_views(rs, "sweeps_open")
+    _results_views(rs, "sweeps_open", claims=lambda: _claims(*key))
     citation_caption()

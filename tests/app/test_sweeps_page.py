@@ -81,3 +81,26 @@ def test_bad_folder_is_a_message(tmp_path):
     at = open_page(str(bad))
     assert not at.exception
     assert any("config.json, line 1: not valid JSON" in e.value for e in at.error)
+
+
+@pytest.mark.skipif(not (ROOT / "docs" / "results").is_dir(),
+                    reason="the committed reproduction rows are not present")
+def test_committed_reproduction_opens_by_default():
+    at = AppTest.from_string(SCRIPT, default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    chosen = at.multiselect(key="sweeps_folders").value
+    assert chosen and all(f.startswith("docs/results") for f in chosen)
+    # MNIST, Simple Gradients, paper setting (ε = 0.3, k = 100, w = 1): the table shows the
+    # report's numbers for the committed rows.
+    assert at.selectbox(key="sweeps_open_dataset").value == "mnist"
+    at.selectbox(key="sweeps_open_method").set_value("saliency")
+    at.run()
+    rs = report.load_many([ROOT / f for f in chosen])
+    tab = report.summary_table(rs.rows[rs.rows["method"] == "saliency"], "mnist")
+    want = tab[(tab["model"] == "natural") & (tab["attack"] == "topk")].iloc[0]
+    shown = at.dataframe[0].value
+    cell = shown[(shown["model"] == "natural") & (shown["attack"] == "top-k attack")][
+        "top-k intersection"].item()
+    assert cell.startswith(f"{want['topk_intersection']:.3f} [")
+    assert len(at.expander) >= 4
