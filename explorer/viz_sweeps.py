@@ -172,7 +172,8 @@ def plotly_curves(curve, along: str, metric_keys: Sequence[str], title: str = ""
         yr = _y_range(key)
         if yr and yr[0] is not None:
             fig.update_yaxes(range=list(yr), row=1, col=col)
-    fig.update_layout(title=title, height=380, margin=dict(t=90, b=40, l=40, r=10))
+    fig.update_layout(title=dict(text=title, y=0.98), height=400,
+                      margin=dict(t=110, b=40, l=40, r=10))
     return fig
 
 
@@ -196,6 +197,6 @@ def plotly_models(tab, metric_keys: Sequence[str], title: str = ""):
         yr = _y_range(key)
         if yr and yr[0] is not None:
             fig.update_yaxes(range=list(yr), row=1, col=col)
-    fig.update_layout(title=title, barmode="group", height=380,
-                      margin=dict(t=90, b=40, l=40, r=10))
+    fig.update_layout(title=dict(text=title, y=0.98), barmode="group", height=400,
+                      margin=dict(t=110, b=40, l=40, r=10))
     return fig

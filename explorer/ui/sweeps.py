@@ -203,7 +203,7 @@ def _live_sweep() -> None:
     if not datasets:
         st.info("No shipped models are available on this machine.")
         return
-    with st.form("sweeps_live"):
+    with st.form("sweeps_form"):
         c1, c2, c3 = st.columns(3)
         dataset = c1.selectbox("Dataset", datasets, format_func=lambda d: data.DATASETS[d].name)
         model_names = c2.multiselect("Models", ["natural", "pgd"], default=["natural", "pgd"],
@@ -213,11 +213,11 @@ def _live_sweep() -> None:
                                  default=["random_sign", "topk"],
                                  format_func=lambda a: ATTACKS[a].name)
         c4, c5, c6, c7 = st.columns(4)
-        eps_text = c4.text_input("ε values", "paper",
+        eps_text = c4.text_input("ε values", "paper", key="sweeps_form_eps",
                                  help="Comma-separated, in [0, 1] pixel units (0.1, 8/255) or "
                                       "'paper'.")
-        n_images = c5.number_input("Images", 1, LIVE_MAX_IMAGES, 20)
-        steps = c6.number_input("Attack steps P (0 = paper)", 0, 500, 0)
+        n_images = c5.number_input("Images", 1, LIVE_MAX_IMAGES, 20, key="sweeps_form_images")
+        steps = c6.number_input("Attack steps P (0 = paper)", 0, 500, 0, key="sweeps_form_steps")
         source = c7.selectbox("Images from", ["test", "samples"],
                               help="The test set (needs the dataset files) or the bundled "
                                    "sample images.")

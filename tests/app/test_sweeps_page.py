@@ -104,3 +104,28 @@ def test_committed_reproduction_opens_by_default():
         "top-k intersection"].item()
     assert cell.startswith(f"{want['topk_intersection']:.3f} [")
     assert len(at.expander) >= 4
+
+
+def test_live_sweep_runs_with_progress_and_shows_rows():
+    from explorer import models
+
+    if not (models.is_available("mnist", "natural") and models.is_available("mnist", "pgd")):
+        pytest.skip("the shipped MNIST models are not present")
+    at = AppTest.from_string(SCRIPT, default_timeout=240)
+    at.run()
+    at.segmented_control(key="sweeps_mode").set_value("Run a small sweep")
+    at.run()
+    assert not at.exception, at.exception
+    at.number_input(key="sweeps_form_images").set_value(3)
+    at.number_input(key="sweeps_form_steps").set_value(3)
+    at.text_input(key="sweeps_form_eps").set_value("0.3, 0.1")
+    at.button(key="FormSubmitter:sweeps_form-Run sweep").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    rows = at.session_state["sweeps_live_rows"]
+    # 3 images × 2 models × 2 attacks (random sign, top-k) × 2 ε, every metric present.
+    assert len(rows) == 24
+    assert set(rows["epsilon"]) == {0.3, 0.1} and set(rows["model"]) == {"natural", "pgd"}
+    assert rows[ev.metric_column("lens_recall", 100, 1)].between(0, 1).all()
+    assert len(at.dataframe) >= 2
