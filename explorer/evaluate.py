@@ -876,6 +876,56 @@ def _done_units(folder: Path, units: list[Unit]) -> set[str]:
     return {u.name for u in units if u.name in present}
 
 
+LOCK_FILE = ".lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _acquire_lock(folder: Path, run_id: str) -> None:
+    """One run at a time per folder: a lock file naming the writer (host, pid). A lock left by
+    a process of this host that no longer exists is taken over."""
+    path = folder / LOCK_FILE
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "run": run_id,
+          "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                other = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                other = {}
+            same_host = other.get("host") == me["host"]
+            if same_host and isinstance(other.get("pid"), int) and not _pid_alive(other["pid"]):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            raise ConfigMismatch(
+                f"{folder} is being written by another run (pid {other.get('pid', '?')} on "
+                f"{other.get('host', '?')}, since {other.get('time', '?')}); wait for it to "
+                f"finish, or delete {path} if that run no longer exists") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(me))
+        return
+    raise ConfigMismatch(f"{folder}: could not take the lock {path}; delete it and retry")
+
+
+def _release_lock(folder: Path, run_id: str) -> None:
+    path = folder / LOCK_FILE
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("run") == run_id:
+            path.unlink()
+    except (OSError, json.JSONDecodeError):
+        pass
+
+
 def _append_run_log(folder: Path, record: dict) -> None:
     with open(folder / RUNS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
@@ -972,8 +1022,6 @@ def run(config: EvalConfig, out_dir=None, *, backend: Backend | None = None,
 
 
 def _run(config, resolved, units, folder, backend, ctx, dev, progress, command):
-    import pandas as pd
-
     started = time.time()
     run_id = uuid.uuid4().hex[:12]
     if folder is not None:
@@ -981,6 +1029,7 @@ def _run(config, resolved, units, folder, backend, ctx, dev, progress, command):
         if ctx.rank == 0:
             try:
                 prepare_folder(folder, config, resolved, command)
+                _acquire_lock(folder, run_id)
                 for tmp in (folder / ROWS_DIR).glob(".*.tmp"):
                     tmp.unlink(missing_ok=True)  # leftovers of an interrupted write
             except (ValueError, OSError) as exc:
@@ -988,6 +1037,19 @@ def _run(config, resolved, units, folder, backend, ctx, dev, progress, command):
         error = ctx.broadcast(error)
         if error is not None:
             raise ConfigMismatch(error)
+    try:
+        return _work(config, resolved, units, folder, backend, ctx, dev, progress, command,
+                     started, run_id)
+    finally:
+        if folder is not None and ctx.rank == 0:
+            _release_lock(folder, run_id)
+
+
+def _work(config, resolved, units, folder, backend, ctx, dev, progress, command, started,
+          run_id):
+    import pandas as pd
+
+    if folder is not None:
         done = _done_units(folder, units)
         if ctx.rank == 0:
             _append_run_log(folder, {
@@ -1337,6 +1399,11 @@ def main(args) -> int:
         launcher = f"torchrun --nproc_per_node={os.environ.get('LOCAL_WORLD_SIZE', '?')}"
     argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("__main__.py", "explorer")) else []
     command = f"{launcher} -m explorer " + " ".join(shlex.quote(a) for a in argv) if argv else ""
-    run(config, args.out, backend=RegistryBackend(args.data_root), device=args.device,
-        progress=not args.no_progress, command=command)
+    try:
+        run(config, args.out, backend=RegistryBackend(args.data_root), device=args.device,
+            progress=not args.no_progress, command=command)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the finished batches are kept in {args.out}; run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
     return 0

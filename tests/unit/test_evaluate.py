@@ -289,6 +289,27 @@ def test_resume_with_a_different_configuration_is_refused(tmp_path):
         ev.run(small_config(n_images=2), other, backend=BACKEND, device="cpu", progress=False)
 
 
+def test_one_run_at_a_time_per_folder(tmp_path):
+    folder = tmp_path / "r"
+    cfg = small_config(n_images=2, attacks=("random_sign",))
+    ev.run(cfg, folder, backend=BACKEND, device="cpu", progress=False)
+    assert not (folder / ".lock").exists()  # released at the end
+    # A live writer (this very process) holds the lock: refused, naming it.
+    (folder / ".lock").write_text(json.dumps({"host": socket.gethostname(),
+                                              "pid": os.getpid(), "run": "x", "time": "t"}))
+    with pytest.raises(ev.ConfigMismatch, match=f"being written by another run \\(pid "
+                                                f"{os.getpid()}"):
+        ev.run(cfg, folder, backend=BACKEND, device="cpu", progress=False)
+    # A lock whose process is gone is taken over.
+    import subprocess
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid,
+                                              "run": "y", "time": "t"}))
+    df = ev.run(cfg, folder, backend=BACKEND, device="cpu", progress=False)
+    assert len(df) == 2 and not (folder / ".lock").exists()
+
+
 def test_malformed_results_files_name_path_and_line(tmp_path):
     folder = tmp_path / "r"
     ev.run(small_config(n_images=2, attacks=("random_sign",)), folder, backend=BACKEND,
