@@ -218,9 +218,10 @@ def _live_sweep() -> None:
                                       "'paper'.")
         n_images = c5.number_input("Images", 1, LIVE_MAX_IMAGES, 20, key="sweeps_form_images")
         steps = c6.number_input("Attack steps P (0 = paper)", 0, 500, 0, key="sweeps_form_steps")
-        source = c7.selectbox("Images from", ["test", "samples"],
-                              help="The test set (needs the dataset files) or the bundled "
-                                   "sample images.")
+        # Bundled samples first: they work on a fresh, offline machine; the test set needs files.
+        source = c7.selectbox("Images from", ["samples", "test"], key="sweeps_form_source",
+                              help="The bundled sample images, or the test set (needs the "
+                                   "dataset files: python -m explorer data import).")
         go = st.form_submit_button("Run sweep", type="primary")
     if go:
         try:

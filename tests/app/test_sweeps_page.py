@@ -119,6 +119,7 @@ def test_live_sweep_runs_with_progress_and_shows_rows():
     at.number_input(key="sweeps_form_images").set_value(3)
     at.number_input(key="sweeps_form_steps").set_value(3)
     at.text_input(key="sweeps_form_eps").set_value("0.3, 0.1")
+    assert at.selectbox(key="sweeps_form_source").value == "samples"  # works without data files
     at.button(key="FormSubmitter:sweeps_form-Run sweep").click()
     at.run()
     assert not at.exception, at.exception
