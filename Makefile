@@ -35,6 +35,8 @@ test: setup-dev browser-deps
 bench: setup-dev
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_attack.py
+	$(PY) benchmarks/bench_evaluate.py
+	$(PY) benchmarks/bench_app.py --part fragment
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
