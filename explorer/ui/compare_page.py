@@ -35,15 +35,9 @@ def short_label(name: str) -> str:
 
 @guarded
 def render() -> None:
-    from explorer import data, models
+    from explorer import models
 
-    sb = controls.sidebar()
-    cfg = sb.config
-    device = controls.resolved_device()
-    info = data.DATASETS[cfg.dataset]
-    st.markdown(f"#### {APP_TITLE}: compare models")
-    for problem in sb.problems:
-        st.warning(problem, icon=":material/link_off:")
+    sb, cfg, device, info = controls.page_start(f"{APP_TITLE}: compare models")
     st.caption("The same image, attribution method and attack on two models of the dataset "
                "(the model chosen in the sidebar does not matter here). Kamath et al. report that "
                "PGD-trained models have more robust attributions on small datasets.")

@@ -546,3 +546,15 @@ def sidebar() -> Sidebar:
 
 def resolved_device() -> str:
     return st.session_state.get("cfg.resolved_device", "cpu")
+
+
+def page_start(title: str):
+    """What every page does first: render the sidebar, show the page title and any warnings
+    about the shared link. Returns ``(sidebar, config, device, dataset_info)``."""
+    data = _registries()[0]
+    sb = sidebar()
+    cfg = sb.config
+    st.markdown(f"#### {title}")
+    for problem in sb.problems:
+        st.warning(problem, icon=":material/link_off:")
+    return sb, cfg, resolved_device(), data.DATASETS[cfg.dataset]

@@ -39,15 +39,7 @@ def _explain() -> None:
 
 @guarded
 def render() -> None:
-    from explorer import data
-
-    sb = controls.sidebar()
-    cfg = sb.config
-    device = controls.resolved_device()
-    info = data.DATASETS[cfg.dataset]
-    st.markdown(f"#### {APP_TITLE}")
-    for problem in sb.problems:
-        st.warning(problem, icon=":material/link_off:")
+    sb, cfg, device, info = controls.page_start(APP_TITLE)
 
     net = flow.load_model(cfg.dataset, cfg.model, device)
     inp = flow.choose_input(sb)
