@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -63,6 +63,8 @@ __all__ = [
     "ATTACK_KEYS",
     "SELECTION_PARAMS",
     "AttackResult",
+    "PAPER_FIELDS",
+    "attack_params",
     "attack",
 ]
 
@@ -135,6 +137,41 @@ ATTACKS: dict[str, AttackInfo] = {
     )
 }
 ATTACK_KEYS: tuple[str, ...] = tuple(ATTACKS)
+
+# Fields of ``data.PaperDefaults`` that set the attack parameter of the same name.
+PAPER_FIELDS = ("epsilon", "attack_k", "step_size", "steps", "w")
+
+
+def attack_params(attack: str, paper=None, overrides: Mapping[str, Any] | None = None,
+                  ) -> dict[str, Any]:
+    """The parameters of ``attack`` (its own and the selection parameters it uses: measure, w,
+    and β where gradients are taken): their registry defaults, then the dataset's paper settings
+    ``paper`` (a ``data.PaperDefaults``; a value outside the attack's declared range keeps the
+    default), then ``overrides`` (checked against the declared range; unknown names refused).
+
+    The one place where defaults are merged: the app, the evaluator and library users call it.
+    """
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; allowed: {', '.join(ATTACK_KEYS)}")
+    info = ATTACKS[attack]
+    specs = {p.name: p for p in info.params}
+    for p in SELECTION_PARAMS:
+        if p.name not in specs and (p.name != "beta" or info.uses_gradient):
+            specs[p.name] = p
+    out = {name: p.default for name, p in specs.items()}
+    if paper is not None:
+        for name, p in specs.items():
+            if name in PAPER_FIELDS and hasattr(paper, name):
+                try:
+                    out[name] = p.check(getattr(paper, name))
+                except ValueError:
+                    pass  # the paper value lies outside this attack's declared range
+    for name, value in dict(overrides or {}).items():
+        if name not in specs:
+            raise ValueError(f"attack {attack!r} has no parameter {name!r}; allowed: "
+                             f"{', '.join(specs)}")
+        out[name] = specs[name].check(value)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,8 +20,6 @@ from .state import DEVICES, SOURCES, Config, parse_int, parse_params, parse_regi
 
 # Attack parameters that are pixel budgets ([0, 1] units); shown in 1/255 units for RGB data.
 PIXEL_PARAMS = ("epsilon", "step_size")
-# Paper-default fields of data.PaperDefaults that pre-fill attack parameters of the same name.
-PAPER_FIELDS = ("epsilon", "attack_k", "step_size", "steps", "w")
 SOURCE_LABELS = {"sample": "Gallery", "index": "Test-set index", "upload": "Upload"}
 UPLOAD_STATE = "upload.accepted"  # {dataset: (name, sha, bytes)} of the last accepted uploads
 
@@ -81,16 +79,10 @@ def specs_first_advanced(specs, main_names):
 
 def attack_defaults(dataset_info, attack_info) -> dict[str, Any]:
     """The attack's declared defaults, overridden by the dataset's paper settings by name."""
-    specs = attack_specs(attack_info)
-    out = {p.name: p.default for p in specs}
-    paper = dataset_info.defaults
-    for p in specs:
-        if p.name in PAPER_FIELDS and hasattr(paper, p.name):
-            try:
-                out[p.name] = p.check(getattr(paper, p.name))
-            except ValueError:
-                pass  # the paper value lies outside this attack's declared range: keep its default
-    return out
+    from explorer import attacks
+
+    merged = attacks.attack_params(attack_info.key, dataset_info.defaults)
+    return {p.name: merged[p.name] for p in attack_specs(attack_info)}
 
 
 def attack_summary(dataset_info, attack_info, values: dict[str, Any]) -> str:

@@ -170,15 +170,15 @@ def random_sign(cfg: Config, device: str, inp: Input, model: str | None = None
     from explorer import attacks, data
 
     info = data.DATASETS[cfg.dataset]
-    spec = {p.name: p for p in attacks.ATTACKS["random_sign"].params}
-    items = {}
-    for name in spec:
-        if name == "seed":
-            continue
-        if name in cfg.attack_params:
-            items[name] = cfg.attack_params[name]
-        elif hasattr(info.defaults, name):
-            items[name] = getattr(info.defaults, name)
+    own = [p.name for p in attacks.ATTACKS["random_sign"].params if p.name != "seed"]
+    try:
+        merged = attacks.attack_params(
+            "random_sign", info.defaults,
+            {n: cfg.attack_params[n] for n in own if n in cfg.attack_params})
+    except ValueError as exc:
+        show_problem(exc, "Random sign noise could not be computed")
+        return None
+    items = {n: merged[n] for n in own}
     h, w = info.size
     if "attack_k" in items:
         items["attack_k"] = min(int(items["attack_k"]), h * w)

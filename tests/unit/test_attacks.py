@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from explorer import metrics
+from explorer import attacks, metrics
 from explorer.attacks import ATTACKS, AttackResult, DEFAULT_BETA, attack
 from explorer.attributions import attribution_map
 
@@ -314,3 +314,29 @@ def test_runs_on_cuda(trained, kind):
     with torch.no_grad():
         assert torch.equal(gpu(r.x_adv).argmax(1), r.label_orig)
     torch.testing.assert_close(r.map_adv, attribution_map(gpu, r.x_adv))
+
+
+# ---- one place for an attack's parameters -----------------------------------------------------
+
+def test_attack_params_merge_registry_then_paper_then_overrides():
+    from explorer import data
+    paper = data.DATASETS["mnist"].defaults
+    p = attacks.attack_params("topk")
+    assert p["epsilon"] == attacks.ATTACKS["topk"].params[0].default  # registry default
+    p = attacks.attack_params("topk", paper)
+    assert (p["epsilon"], p["attack_k"], p["steps"]) == (paper.epsilon, paper.attack_k,
+                                                         paper.steps)
+    assert p["w"] == paper.w and p["beta"] == attacks.DEFAULT_BETA
+    p = attacks.attack_params("topk", paper, {"steps": 7, "epsilon": 0.1})
+    assert (p["steps"], p["epsilon"], p["attack_k"]) == (7, 0.1, paper.attack_k)
+    # random attacks take no surrogate beta
+    assert "beta" not in attacks.attack_params("random_sign", paper)
+
+
+def test_attack_params_refuse_unknown_names_and_out_of_range_values():
+    with pytest.raises(ValueError, match="allowed: topk"):
+        attacks.attack_params("nope")
+    with pytest.raises(ValueError, match="no parameter 'gamma'"):
+        attacks.attack_params("topk", None, {"gamma": 1})
+    with pytest.raises(ValueError):
+        attacks.attack_params("topk", None, {"epsilon": 2.0})
