@@ -11,7 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
 
-from explorer.ui import compare_page, explorer_page  # noqa: E402
+from explorer.ui import compare_page, explorer_page, lesson_page  # noqa: E402
 from explorer.ui.common import APP_TITLE, guarded, page_style  # noqa: E402
 
 st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout="wide",
@@ -41,5 +41,7 @@ pages = [
             url_path="compare"),
     st.Page(guarded(_sweeps_page()), title="Sweeps", icon=":material/monitoring:",
             url_path="sweeps"),
+    st.Page(guarded(lesson_page.render), title="Lessons", icon=":material/school:",
+            url_path="lesson"),
 ]
 st.navigation(pages).run()
