@@ -28,7 +28,7 @@ from torch import nn
 from . import data as _data
 from . import models as _models
 
-# Robust accuracy reported in every card: PGD-40, step 0.01, one random start (issue 3).
+# Robust accuracy reported in every card: PGD-40, step 0.01, one random start.
 EVAL_PGD_STEPS = 40
 EVAL_PGD_STEP_SIZE = 0.01
 

@@ -1,4 +1,4 @@
-"""Property tests (hypothesis) of the SPEC §2 metrics, plus agreement with plain references."""
+"""Property tests (hypothesis) of the metrics (docs/spec.md), plus agreement with plain references."""
 
 import math
 
@@ -33,7 +33,7 @@ def map_pairs(draw, max_side=9):
 
 
 def sequential_diverse(m, k, w):
-    """The greedy walk of SPEC §2 written as plainly as possible (reference for the batched one)."""
+    """The greedy diverse walk written as plainly as possible (reference for the batched one)."""
     height, width = m.shape
     flat = m.flatten().tolist()
     accepted = []
@@ -82,7 +82,7 @@ def test_identical_maps_score_one(pair):
         assert r[key].item() == 1.0
     _, count = M.diverse_topk_mask(a, k, w)
     for key in ("topk_div_intersection", "lens_recall_div", "lens_precision_div"):
-        # Exhausted diverse selections keep the denominator k (SPEC §2): count/k, else 1.
+        # Exhausted diverse selections keep the denominator k: count/k, else 1.
         assert r[key].item() == pytest.approx(count.item() / k)
     if float(a.max()) != float(a.min()):
         assert r["spearman"].item() == pytest.approx(1.0)
