@@ -28,6 +28,7 @@ Imports only :mod:`explorer.metrics` of the project.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 DEFAULT_DRAWS = 200       # Monte-Carlo permutations for the diverse variants and the centre shift
-DEFAULT_RANK_DRAWS = 50   # ... for the LENS correlations at w >= 1 (scipy's Kendall per draw)
+DEFAULT_RANK_DRAWS = 50   # ... for w-LENS-Kendall at w >= 1 (scipy's τ-b, one call per draw)
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,24 @@ def _mean_se(x: torch.Tensor) -> tuple[float, float]:
     return float(x.mean()), se
 
 
+def _permutations(hw: int, draws: int, seed: int) -> torch.Tensor:
+    """``draws`` seeded uniform permutations of ``0..hw-1``, ``(draws, hw)`` (the argsort of iid
+    uniforms). Small ones are cached: the app asks again on every k or w move."""
+    if hw * draws <= _PERM_CACHE_LIMIT:
+        return _cached_permutations(hw, draws, seed)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(draws, hw, generator=gen).argsort(dim=1)
+
+
+_PERM_CACHE_LIMIT = 1 << 21  # elements (16 MiB of int64) per cached block
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_permutations(hw: int, draws: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(draws, hw, generator=gen).argsort(dim=1)
+
+
 def permutation_chance_detail(map_a, map_b, k: int, w: int, *, draws: int = DEFAULT_DRAWS,
                               rank_draws: int = DEFAULT_RANK_DRAWS, seed: int = 0,
                               keys=None) -> ChanceLevels:
@@ -263,8 +282,8 @@ def permutation_chance_detail(map_a, map_b, k: int, w: int, *, draws: int = DEFA
     - at ``w = 0`` the diverse variants equal top-k intersection and the LENS correlations
       equal the plain ones, so they are exact too.
 
-    Monte-Carlo over ``draws`` seeded permutations (``rank_draws`` of them for the LENS
-    correlations), shared by all pairs of the batch: the diverse variants and the LENS
+    Monte-Carlo over ``draws`` seeded permutations (the first ``rank_draws`` of them for
+    w-LENS-Kendall, whose τ-b costs a scipy call per draw), shared by all pairs of the batch: the diverse variants and the LENS
     correlations at ``w >= 1``, and the centre shift (lower is better: its chance level is the
     expected centroid distance when b's mass is scattered at random, roughly the distance from
     C(a) to the image centre; a shift at or above it says nothing is left of a's location).
@@ -286,12 +305,11 @@ def permutation_chance_detail(map_a, map_b, k: int, w: int, *, draws: int = DEFA
         if key in _EXACT_ALWAYS or (w == 0 and key in _DIVERSE + _LENS_RANK):
             method[key] = "closed form"
         else:
-            method[key] = mc_rank if key in _LENS_RANK else mc
+            method[key] = mc_rank if key == "lens_kendall" else mc
 
     need_mc = any(method[key] != "closed form" for key in keys)
     if need_mc:
-        gen = torch.Generator().manual_seed(seed)
-        perm = torch.rand(draws, hw, generator=gen).argsort(dim=1).to(dev)
+        perm = _permutations(hw, draws, seed).to(dev)
     a_np = a3.reshape(n, -1).detach().double().cpu().numpy()
     b_np = b3.reshape(n, -1).detach().double().cpu().numpy()
     top_a = M._topk3(a3, k)
@@ -332,10 +350,14 @@ def permutation_chance_detail(map_a, map_b, k: int, w: int, *, draws: int = DEFA
             per_draw["topk_div_intersection"] = M._frac(div_a[i] & div_b, k)
             per_draw["lens_recall_div"] = M._frac(grown_div_a[i] & div_b, k)
             per_draw["lens_precision_div"] = M._frac(div_a[i] & grown_b, k)
-        if any(method.get(key) == mc_rank for key in _LENS_RANK):
-            sub = bp[:rank_draws]
-            per_draw.update(M._rank_metrics3(a3[i].expand_as(sub).contiguous(), sub, w,
-                                             lens_only=True))
+        if method.get("lens_spearman") == mc or method.get("lens_kendall") == mc_rank:
+            pooled_a, pooled_b = M._pool(a3[i:i + 1], w), M._pool(bp, w)
+            if "lens_spearman" in keys:  # cheap (radix-sorted ranks): every draw
+                ranks_a = M._average_ranks(pooled_a).expand(draws, hw)
+                per_draw["lens_spearman"] = M._pearson_rows(ranks_a, M._average_ranks(pooled_b))
+            if "lens_kendall" in keys:  # scipy's τ-b per draw: the first rank_draws draws
+                sub = pooled_b[:rank_draws]
+                per_draw["lens_kendall"] = M._kendall3(pooled_a.expand_as(sub), sub)
         if "center_shift" in keys:
             diff = M._centroid3(bp) - M._centroid3(a3[i:i + 1])
             per_draw["center_shift"] = torch.linalg.vector_norm(diff, dim=1)
