@@ -290,3 +290,44 @@ def test_normalise_distances_tensors_and_baselines():
     scores = {"topk_intersection": 0.65, "center_shift": 1.0}
     norm = C.normalise_scores(scores, {"topk_intersection": 0.3, "center_shift": 4.0})
     assert norm == {"topk_intersection": approx(0.5), "center_shift": approx(0.75)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Bookkeeping in metrics: zero-valued ties in S_k and D_k, the size of D_k, the warnings
+# ---------------------------------------------------------------------------------------------
+def test_set_counts_hand_worked():
+    # 4×4, 5 at (1,1), 1 at (3,3), zeros elsewhere; k = 3.
+    # S_3 = {(1,1), (3,3), (0,0)}: one zero (the lowest-indexed). w = 1: D_3 takes (1,1), (3,3)
+    # (distance 2), then the first zero outside both windows in index order: (0,3).
+    m = torch.zeros(4, 4)
+    m[1, 1], m[3, 3] = 5.0, 1.0
+    c = M.set_counts(m, 3, 1)
+    assert {key: int(v) for key, v in c.items()} == {"topk_zeros": 1, "diverse_zeros": 1,
+                                                     "diverse_count": 3}
+    # 3×3, w = 1: every pixel is within 1 of the centre, so D_k stops at one pixel.
+    m3 = torch.zeros(3, 3)
+    m3[1, 1], m3[2, 2] = 5.0, 1.0
+    c3 = M.set_counts(m3, 3, 1)
+    assert (int(c3["topk_zeros"]), int(c3["diverse_zeros"]), int(c3["diverse_count"])) == (1, 0, 1)
+    flags = M.set_flags(m3, 3, 1)
+    assert (bool(flags["topk_mostly_zero"]), bool(flags["diverse_short"])) == (False, True)
+    warn = M.set_warnings(m3, 3, 1, name="the original map")
+    assert len(warn) == 1 and "only 1 of k = 3" in warn[0] and "at most 0.33" in warn[0]
+
+
+def test_set_counts_batched_pairs_and_mostly_zero_warnings():
+    m = torch.zeros(2, 6, 6)
+    m[0, 0, 0] = 1.0  # one non-zero pixel: the other 9 of the top-10 are zeros
+    m[1] = torch.arange(1.0, 37.0).reshape(6, 6)  # no zeros
+    c = M.set_counts(m, 10, 0)
+    assert c["topk_zeros"].tolist() == [9, 0] and c["diverse_count"].tolist() == [10, 10]
+    pc = M.pair_set_counts(m[0], m[1], 10, 0)
+    assert int(pc["orig_topk_zeros"]) == 9 and int(pc["adv_topk_zeros"]) == 0
+    warn = M.set_warnings(m[0], 10, 0)
+    assert len(warn) == 2 and warn[0].startswith("9 of the top-10 pixels")
+    assert M.set_warnings(m[1], 10, 0) == []
+    assert M.set_flags(m, 10, 0, zero_share=0.95)["topk_mostly_zero"].tolist() == [False, False]
+    with pytest.raises(ValueError, match="zero_share"):
+        M.set_flags(m, 10, 0, zero_share=1.0)
+    with pytest.raises(ValueError, match="one \\(H, W\\) map"):
+        M.set_warnings(m, 10, 0)
