@@ -283,10 +283,11 @@ def permutation_chance_detail(map_a, map_b, k: int, w: int, *, draws: int = DEFA
       equal the plain ones, so they are exact too.
 
     Monte-Carlo over ``draws`` seeded permutations (the first ``rank_draws`` of them for
-    w-LENS-Kendall, whose τ-b costs a scipy call per draw), shared by all pairs of the batch: the diverse variants and the LENS
-    correlations at ``w >= 1``, and the centre shift (lower is better: its chance level is the
-    expected centroid distance when b's mass is scattered at random, roughly the distance from
-    C(a) to the image centre; a shift at or above it says nothing is left of a's location).
+    w-LENS-Kendall, whose τ-b costs a scipy call per draw), the same for every pair of the
+    batch: the diverse variants and the LENS correlations at ``w >= 1``, and the centre shift
+    (lower is better: its chance level is the expected centroid distance when b's mass is
+    scattered at random, roughly the distance from C(a) to the image centre; a shift at or above
+    it says nothing is left of a's location).
     """
     a3, b3, single, k, w = M._validate_pair(map_a, map_b, k, w)
     draws = _check_int("draws", draws, 2)

@@ -628,7 +628,7 @@ def set_counts(m, k: int, w: int) -> dict[str, torch.Tensor]:
 
 
 def pair_set_counts(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
-    """:func:`set_counts` of both maps of each pair, keys prefixed ``orig_`` (a) and ``adv_`` (b)."""
+    """:func:`set_counts` of both maps of each pair, prefixed ``orig_`` (a) and ``adv_`` (b)."""
     a3, b3, single, k, w = _validate_pair(a, b, k, w)
     n = a3.shape[0]
     out = {}
