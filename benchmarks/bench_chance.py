@@ -44,6 +44,7 @@ GROUPS = {
     "w-LENS-Kendall (Monte-Carlo)": ["lens_kendall"],
     "centre shift (Monte-Carlo)": ["center_shift"],
     "every key": None,
+    "k move (the set metrics)": list(M.SET_METRIC_KEYS),
 }
 
 
@@ -53,14 +54,16 @@ def mnist_maps(n: int, device: str) -> torch.Tensor:
     return attributions.attribution_map(model, x, "saliency").detach()
 
 
-def timed(f) -> float:
+def timed(f) -> tuple[float, float]:
+    """(wall ms, CPU ms of this process): on a shared machine the CPU time is the steadier
+    figure (the wall time also counts the time other jobs hold the cores)."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     f()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return (time.perf_counter() - t) * 1000
+    return (time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000
 
 
 def bench(rounds: int, device: str) -> None:
@@ -87,11 +90,13 @@ def bench(rounds: int, device: str) -> None:
             times[name].append(timed(f))
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, device {device}, load average "
-          f"{os.getloadavg()[0]:.1f}, {rounds} rounds, draws {chance.DEFAULT_DRAWS}, "
-          f"rank_draws {chance.DEFAULT_RANK_DRAWS}")
-    print("| case | best | median |\n|---|---|---|")
+          f"{os.getloadavg()[0]:.1f}, {rounds} rounds; (draws, rank_draws) = "
+          f"{chance.default_draws(28 * 28)} on 28×28, {chance.default_draws(224 * 224)} on 224×224")
+    print("| case | wall best | wall median | CPU best | CPU median |\n|---|---|---|---|---|")
     for name, ts in times.items():
-        print(f"| {name} | {min(ts):.1f} ms | {statistics.median(ts):.1f} ms |")
+        wall, cpu = [t[0] for t in ts], [t[1] for t in ts]
+        print(f"| {name} | {min(wall):.1f} ms | {statistics.median(wall):.1f} ms | "
+              f"{min(cpu):.1f} ms | {statistics.median(cpu):.1f} ms |")
 
 
 def observation(device: str) -> None:
@@ -99,7 +104,8 @@ def observation(device: str) -> None:
     pairs = chance.random_pairs(200, 2000, seed=0)
     print("200 bundled MNIST test samples, natural model, Simple Gradients, k = 100; "
           "unrelated baseline over 2000 random ordered pairs; permutation chance averaged over "
-          "the first 100 of them (each pair: 200 draws, 50 for Kendall)")
+          "the first 100 of them (each pair: (draws, rank_draws) = "
+          f"{chance.default_draws(28 * 28)})")
     for w in (1, 3):
         base = chance.unrelated_baseline(maps, 100, w, pairs=pairs)
         sub = pairs[:100]
