@@ -331,3 +331,25 @@ def test_set_counts_batched_pairs_and_mostly_zero_warnings():
         M.set_flags(m, 10, 0, zero_share=1.0)
     with pytest.raises(ValueError, match="one \\(H, W\\) map"):
         M.set_warnings(m, 10, 0)
+
+
+def test_centre_shift_chance_is_about_the_distance_to_the_image_centre():
+    # a: all mass at the corner (0, 0) of a 9×9 map; b spread over every pixel, so the centroid
+    # of a random scattering of b stays within a fraction of a pixel of the centre (4, 4).
+    a = torch.zeros(9, 9)
+    a[0, 0] = 1.0
+    b = 1.0 + torch.rand(9, 9, generator=torch.Generator().manual_seed(0))
+    c = C.permutation_chance_detail(a, b, 5, 1, keys=["center_shift"])
+    assert float(c.values["center_shift"]) == pytest.approx(math.hypot(4, 4), abs=0.05)
+    assert 0 < float(c.se["center_shift"]) < 0.01
+
+
+def test_default_draws_depend_on_the_map_size():
+    assert C.default_draws(28 * 28) == (C.DEFAULT_DRAWS, C.DEFAULT_RANK_DRAWS)
+    assert C.default_draws(65 * 65) == (C.LARGE_MAP_DRAWS, C.LARGE_MAP_RANK_DRAWS)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(65, 65, generator=g), torch.rand(65, 65, generator=g)
+    d = C.permutation_chance_detail(a, b, 30, 1, keys=["lens_recall_div", "lens_kendall"])
+    assert d.draws == C.LARGE_MAP_DRAWS and f"({C.LARGE_MAP_DRAWS} draws" in d.method[
+        "lens_recall_div"]
+    assert d.method["lens_kendall"].startswith(f"Monte-Carlo ({C.LARGE_MAP_RANK_DRAWS} draws")
