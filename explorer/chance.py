@@ -264,9 +264,9 @@ def _double_sampling(tau: torch.Tensor, rho: torch.Tensor) -> tuple[float, float
     """Mean of τ over all draws from τ on the first ``len(tau)`` draws and ρ on all of them: the
     regression (double-sampling) estimator ``mean_s(τ) + β (mean(ρ) − mean_s(ρ))``, β the
     least-squares slope of τ on ρ over the small sample, and its standard error
-    ``√(s²_res (1/n_s − 1/n) + s²_τ / n)`` (Cochran, *Sampling Techniques*, §12.6). Kendall's
-    and Spearman's values of one draw are almost collinear, so this is far tighter than the
-    plain mean of ``n_s`` draws. Falls back to the plain mean where ρ does not vary or NaN
+    ``√(s²_res (1/n_s − 1/n) + s²_τ / n)`` (Cochran, *Sampling Techniques*, ch. 12, double
+    sampling). Kendall's and Spearman's values of one draw are almost collinear, so this is
+    tighter than the plain mean of ``n_s`` draws. Falls back to the plain mean where ρ does not vary or NaN
     occurs."""
     t, r_small = tau.double(), rho[:tau.numel()].double()
     ok = ~(torch.isnan(t) | torch.isnan(r_small))
