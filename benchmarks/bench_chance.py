@@ -82,6 +82,8 @@ def bench(rounds: int, device: str) -> None:
             "exact set metrics (top-k, LENS-recall, LENS-prec)"]))
     cases["unrelated_baseline, 10 MNIST maps (90 pairs), k = 100, w = 1"] = (
         lambda: chance.unrelated_baseline(maps, 100, 1))
+    cases["unrelated_baseline, 10 MNIST maps, set metrics only (keys=)"] = (
+        lambda: chance.unrelated_baseline(maps, 100, 1, keys=list(M.SET_METRIC_KEYS)))
     for f in cases.values():  # warm-up: imports, caches of the seeded permutations
         f()
     times = {name: [] for name in cases}

@@ -243,6 +243,28 @@ def test_unrelated_scores_with_given_pairs_and_a_derangement():
         C.unrelated_baseline(maps, 4, 1, pairs=[(0, 5)])
 
 
+def test_unrelated_scores_restricted_keys_and_mirrored_pairs():
+    # (i, j) and (j, i) are computed once; the LENS directions swap for the mirrored pair.
+    g = torch.Generator().manual_seed(8)
+    maps = torch.rand(3, 7, 7, generator=g) * 0.1
+    # map 0: top-5 along row 0 (cols 0-4); map 2: top-5 at (1,0), (3,3), (5,5), (6,0), (0,6).
+    # w = 1: N_1(S_5(map 0)) holds only (1,0) of map 2's top-5, N_1(S_5(map 2)) holds (0,0) and
+    # (0,1) of map 0's: lens_recall(2 -> 0) = 2/5, lens_recall(0 -> 2) = 1/5.
+    maps[0, 0, :5] = torch.tensor([10.0, 9, 8, 7, 6])
+    for v, (r, c) in enumerate([(1, 0), (3, 3), (5, 5), (6, 0), (0, 6)]):
+        maps[2, r, c] = 10.0 - v
+    pairs = [(2, 0), (0, 2), (1, 0), (2, 1)]
+    keys = ["lens_recall", "lens_precision_div"]
+    _, only = C.unrelated_scores(maps, 5, 1, pairs=pairs, keys=keys)
+    assert set(only) == {"lens_recall", "lens_precision_div"}
+    for row, (i, j) in enumerate(pairs):
+        s = M.compare(maps[i], maps[j], 5, 1)
+        for key in only:
+            assert float(only[key][row]) == approx(float(s[key])), (key, i, j)
+    assert float(only["lens_recall"][0]) == approx(2 / 5)
+    assert float(only["lens_recall"][1]) == approx(1 / 5)
+
+
 def test_derangement_and_pairs():
     for seed in range(20):
         d = C.derangement(6, seed)
