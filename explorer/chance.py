@@ -572,7 +572,8 @@ def normalise(score, chance, higher_is_better: bool = True):
     Both are ``(s - c) / (perfect - c)``. Undefined (NaN) where ``c`` equals the perfect score
     (chance already scores perfectly: the metric cannot tell a related pair from an unrelated
     one), and where ``s`` or ``c`` is NaN. ``chance`` may be a :class:`Baseline` (its mean).
-    Tensors in, a float64 tensor out (broadcast); plain numbers in, a float out.
+    Tensors in, a float64 tensor out (broadcast); numpy arrays in, a float64 array out; plain
+    numbers in, a float out.
     """
     if isinstance(chance, Baseline):
         chance = chance.mean
@@ -583,7 +584,11 @@ def normalise(score, chance, higher_is_better: bool = True):
     gap = perfect - c
     out = torch.where(gap == 0, torch.full_like(gap, float("nan")),
                       (s - c) / torch.where(gap == 0, torch.ones_like(gap), gap))
-    return out if as_tensor else float(out)
+    if as_tensor:
+        return out
+    if isinstance(score, np.ndarray) or isinstance(chance, np.ndarray):
+        return out.numpy()
+    return float(out)
 
 
 def normalise_scores(scores: dict, chance: dict) -> dict:

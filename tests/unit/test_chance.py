@@ -307,6 +307,8 @@ def test_normalise_distances_tensors_and_baselines():
     assert math.isnan(C.normalise(1.0, 0.0, higher_is_better=False))
     out = C.normalise(torch.tensor([0.5, 1.0]), torch.tensor([0.5, 1.0]))
     assert out.dtype == torch.float64 and out[0] == 0 and torch.isnan(out[1])
+    arr = C.normalise(np.array([0.5, 0.75]), 0.5)
+    assert isinstance(arr, np.ndarray) and arr.tolist() == [0.0, 0.5]
     base = C.summarise([0.2, 0.4])
     assert C.normalise(0.65, base) == approx(0.5)
     scores = {"topk_intersection": 0.65, "center_shift": 1.0}
