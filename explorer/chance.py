@@ -379,8 +379,8 @@ def permutation_chance_detail(map_a, map_b, k: int, w: int, *, draws: int | None
                 exact.update({"topk_div_intersection": topk, "lens_recall_div": topk,
                               "lens_precision_div": topk})
             for key, v in exact.items():
-                if key in values:
-                    values[key][i] = float(v)
+                if key in values:  # a set metric lies in [0, 1]; clip the rounding of the sums
+                    values[key][i] = min(max(float(v), 0.0), 1.0)
         const_a, const_b = np.ptp(a_np[i]) == 0, np.ptp(b_np[i]) == 0
         for key in ("spearman", "kendall") + (_LENS_RANK if w == 0 else ()):
             if key in values:

@@ -147,6 +147,26 @@ def test_set_chance_levels_against_monte_carlo(size, ties, seed, k, w):
                                                                          float(x.mean()), tol)
 
 
+@pytest.mark.parametrize("w", [1, 2])
+def test_tie_at_a_non_zero_plateau_against_monte_carlo(w):
+    # 7×7 b: 10 distinct high values, a plateau of 8 equal values, the rest lower and distinct.
+    # k = 14: G = 10, E = 8, r = 4 (4 of the 8 tied pixels, the lowest-indexed, enter S_k).
+    g = torch.Generator().manual_seed(11)
+    vals = torch.cat([2 + torch.rand(10, generator=g), torch.full((8,), 1.5),
+                      torch.rand(31, generator=g)])
+    b = vals[torch.randperm(49, generator=g)].reshape(7, 7)
+    a = torch.rand(7, 7, generator=g)
+    draws = 8000
+    bp = random_permutations(b, draws, 12)
+    mc = M.set_metrics(a.expand_as(bp).contiguous(), bp, 14, w)
+    got = C.permutation_chance(a, b, 14, w, keys=list(SET_EXACT))
+    for key in SET_EXACT:
+        tol = 4 * float(mc[key].std()) / math.sqrt(draws) + 1e-9
+        assert abs(float(got[key]) - float(mc[key].mean())) <= tol, key
+    q = C.inclusion_probabilities(b, 14).reshape(-1)
+    assert float(q.sum()) == approx(14) and float(q.max() - q.min()) > 0.1
+
+
 @pytest.mark.parametrize("size,ties,seed,k", CASES[:4])
 def test_rank_and_centre_chance_levels_against_monte_carlo(size, ties, seed, k):
     a, b = small_maps(size, ties, seed)
