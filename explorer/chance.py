@@ -23,7 +23,8 @@ derivations):
   chance), ``(c - s) / c`` for distances such as the centre shift (0 px is perfect); undefined
   (NaN) when the chance level already equals the perfect score.
 
-Imports only :mod:`explorer.metrics` of the project.
+Imports only :mod:`explorer.metrics` of the project (also its private batched helpers, so
+that the hundreds of permuted maps of one call are not validated one by one).
 """
 
 from __future__ import annotations
@@ -471,7 +472,8 @@ def random_pairs(m: int, count: int, seed: int = 0) -> torch.Tensor:
 def _check_pairs(pairs, m: int) -> torch.Tensor:
     if pairs is None:
         return all_pairs(m)
-    p = torch.as_tensor(np.asarray(pairs))
+    p = pairs.detach().cpu() if isinstance(pairs, torch.Tensor) else torch.as_tensor(
+        np.asarray(pairs))
     if p.dim() == 1:  # a derangement-style vector: image i against image p[i]
         p = torch.stack([torch.arange(p.numel()), p], dim=1)
     if p.dim() != 2 or p.shape[1] != 2 or p.shape[0] == 0 or p.is_floating_point():
