@@ -77,8 +77,9 @@ class ChanceLevels:
 
     ``values[key]``, ``se[key]``: float64 tensors ``(N,)`` (0-d for a single pair), one per metric
     key asked for; ``se`` is 0 for exact keys and the Monte-Carlo standard error
-    (sample std / sqrt(draws)) otherwise. ``method[key]``: ``"closed form"`` or
-    ``"Monte-Carlo (R draws, seed s)"``.
+    (sample std / sqrt(draws)) otherwise. ``method[key]``: ``"closed form"``,
+    ``"Monte-Carlo (R draws, ...)"``, or ``"not available"`` (NaN) for a metric this module
+    does not know.
     """
 
     values: dict[str, torch.Tensor]
@@ -226,6 +227,7 @@ def inclusion_probabilities(map_b, k: int) -> torch.Tensor:
 _EXACT_ALWAYS = ("topk_intersection", "lens_recall", "lens_precision", "spearman", "kendall")
 _DIVERSE = ("topk_div_intersection", "lens_recall_div", "lens_precision_div")
 _LENS_RANK = ("lens_spearman", "lens_kendall")
+_KNOWN = _EXACT_ALWAYS + _DIVERSE + _LENS_RANK + ("center_shift",)
 
 
 def _check_int(name: str, value, low: int) -> int:
@@ -348,12 +350,14 @@ def permutation_chance_detail(map_a, map_b, k: int, w: int, *, draws: int | None
                f"variate, seed {seed})")
     method = {}
     for key in keys:
-        if key in _EXACT_ALWAYS or (w == 0 and key in _DIVERSE + _LENS_RANK):
+        if key not in _KNOWN:  # a metric added to metrics.METRICS without a chance level here
+            method[key] = "not available"
+        elif key in _EXACT_ALWAYS or (w == 0 and key in _DIVERSE + _LENS_RANK):
             method[key] = "closed form"
         else:
             method[key] = mc_rank if key == "lens_kendall" else mc
 
-    need_mc = any(method[key] != "closed form" for key in keys)
+    need_mc = any(method[key].startswith("Monte-Carlo") for key in keys)
     if need_mc:
         perm = _permutations(hw, draws, seed).to(dev)
     a_np = a3.reshape(n, -1).detach().double().cpu().numpy()
