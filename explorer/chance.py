@@ -517,16 +517,18 @@ def unrelated_scores(maps, k: int, w: int, *, pairs=None, keys=None,
     chunk = _check_int("chunk", chunk, 1)
     lo, hi = torch.minimum(p[:, 0], p[:, 1]), torch.maximum(p[:, 0], p[:, 1])
     uniq, where = torch.unique(torch.stack([lo, hi], dim=1), dim=0, return_inverse=True)
-    want_set = any(key in M.SET_METRIC_KEYS for key in keys)
-    want_rank = any(key in M.RANK_METRIC_KEYS for key in keys)
+    sets_only = all(key in M.SET_METRIC_KEYS for key in keys)
+    ranks_only = all(key in M.RANK_METRIC_KEYS for key in keys)
     parts: list[dict[str, torch.Tensor]] = []
     idx = uniq.to(m3.device)
     for s in range(0, idx.shape[0], chunk):
         a, b = m3[idx[s:s + chunk, 0]], m3[idx[s:s + chunk, 1]]
-        part = M.set_metrics(a, b, k, w) if want_set else {}
-        if want_rank:
-            part.update(M.rank_metrics(a, b, w))
-        parts.append(part)
+        if sets_only:
+            parts.append(M.set_metrics(a, b, k, w))
+        elif ranks_only:
+            parts.append(M.rank_metrics(a, b, w))
+        else:
+            parts.append(M.compare(a, b, k, w))
     flat = {key: torch.cat([d[key] for d in parts]).cpu() for key in parts[0]}
     swapped = p[:, 0] > p[:, 1]
     out = {}
