@@ -494,7 +494,8 @@ def _check_pairs(pairs, m: int) -> torch.Tensor:
 
 
 # compare(b, a) from compare(a, b): the two LENS directions swap; every other metric is
-# symmetric (top-k and top-k-div intersections, the correlations, the centre distance).
+# symmetric (top-k and top-k-div intersections, the correlations, the centre distance). A new
+# metric that is not symmetric must be added here.
 _MIRROR = {"lens_recall": "lens_precision", "lens_precision": "lens_recall",
            "lens_recall_div": "lens_precision_div", "lens_precision_div": "lens_recall_div"}
 
