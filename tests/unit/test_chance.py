@@ -183,6 +183,23 @@ def test_rank_and_centre_chance_levels_against_monte_carlo(size, ties, seed, k):
             assert abs(float(detail.values[key]) - float(x.mean())) <= tol, key
 
 
+@pytest.mark.parametrize("size,ties,seed,k", CASES)
+def test_exact_chance_levels_keep_the_metric_properties(size, ties, seed, k):
+    # As for the metrics themselves: both LENS directions >= top-k and non-decreasing in w,
+    # equal to top-k at w = 0, all in [0, 1].
+    a, b = small_maps(size, ties, seed)
+    prev = None
+    for w in range(4):
+        c = C.permutation_chance(a, b, k, w, keys=list(SET_EXACT))
+        topk, rec, prec = (float(c[key]) for key in SET_EXACT)
+        assert 0 <= topk <= rec <= 1 and topk <= prec <= 1
+        if w == 0:
+            assert rec == approx(topk) and prec == approx(topk)
+        if prev is not None:
+            assert rec >= prev[0] - 1e-12 and prec >= prev[1] - 1e-12
+        prev = (rec, prec)
+
+
 def test_lens_correlation_chance_is_not_zero_after_pooling():
     # Pooling gives both maps their border structure (border windows are smaller, so their
     # maxima are lower): the LENS correlations of unrelated maps are positive on average.
