@@ -82,7 +82,9 @@ def _figure_page(pdf: PdfPages, lesson: Lesson, n: int, step: Step, r: StateResu
              f"{names[r.label_adv]}.", fontsize=7.5, color="0.3")
     y = top - height - 0.06
     s = scores(r, step.state.k, step.state.w)
-    rows = [[metrics.METRICS[key].name, f"{s['attack'][key]:.2f}", f"{s['noise'][key]:.2f}",
+    rows = [[metrics.METRICS[key].name,
+             f"{s['attack'][key]:.2f}" if r.found_adv else "none found",
+             f"{s['noise'][key]:.2f}" if r.found_noise else "label changed",
              f"{s['unrelated'][key]:.2f}"] for key in TABLE_METRICS]
     ax = fig.add_axes([0.06, y - 0.13, 0.88, 0.13])
     ax.axis("off")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import attacks, data, metrics, models
+from .. import attacks, chance, data, metrics, models
 from ..attributions import attribution_map
 from .spec import SHIPPED_DIR, Lesson, LessonError, StepState
 
@@ -192,7 +192,9 @@ def load_results(lesson: Lesson, folder=None) -> dict[str, StateResult]:
 def scores(result: StateResult, k: int, w: int) -> dict[str, dict[str, float]]:
     """Every metric at (k, w) of the original map against: the attacked map (``attack``), the
     random-sign map (``noise``), and the maps of other images (``unrelated``: the mean over
-    them, with ``unrelated_std`` their standard deviation) — the unrelated-image baseline."""
+    them, with ``unrelated_std`` their standard deviation) — the unrelated-image baseline; the
+    permutation chance level of the attacked pair (``permutation``) and the attack's score
+    normalised against the unrelated-image level (``normalised``: 0 = chance, 1 = perfect)."""
     a = torch.from_numpy(result.map_orig)
     out = {}
     for name, b in (("attack", result.map_adv), ("noise", result.map_noise)):
@@ -203,4 +205,9 @@ def scores(result: StateResult, k: int, w: int) -> dict[str, dict[str, float]]:
     out["unrelated"] = {key: float(v.nanmean()) for key, v in vals.items()}
     out["unrelated_std"] = {key: float(v[~v.isnan()].std()) if int((~v.isnan()).sum()) > 1
                             else float("nan") for key, v in vals.items()}
+    perm = chance.permutation_chance(a, torch.from_numpy(result.map_adv), k, w)
+    out["permutation"] = {key: float(v) for key, v in perm.items()}
+    out["normalised"] = {key: chance.normalise(out["attack"][key], out["unrelated"][key],
+                                               metrics.METRICS[key].higher_is_better)
+                         for key in out["attack"]}
     return out

@@ -179,8 +179,11 @@ def _scores_table(s: dict, keys, r) -> list[dict]:
         rows.append({"score": info.name,
                      "attack": fmt(s["attack"][key]) if r.found_adv else NO_ATTACK_X,
                      "random noise": fmt(s["noise"][key]) if r.found_noise else NO_NOISE_X,
-                     "unrelated images": f"{fmt(s['unrelated'][key])} ± "
-                                         f"{fmt(s['unrelated_std'][key], 2)}"})
+                     "unrelated images (chance)": f"{fmt(s['unrelated'][key])} ± "
+                                                  f"{fmt(s['unrelated_std'][key], 2)}",
+                     "shuffled map": fmt(s["permutation"][key]),
+                     "attack, normalised": (fmt(s["normalised"][key], 2) if r.found_adv
+                                            else "–")})
     return rows
 
 
@@ -286,6 +289,10 @@ def render() -> None:
         keys = (metrics.METRIC_KEYS if state.view == "scores" else
                 ("topk_intersection", "lens_recall", "lens_recall_div", "spearman"))
         st.table(_scores_table(s, keys, r))
+        st.caption("Chance: the mean score of this map against the maps of other images (± their "
+                   "standard deviation), and against its own values shuffled over the pixels. "
+                   "Normalised: (score − chance) / (1 − chance) against the unrelated images, so "
+                   "0 is chance level and 1 a perfect match.")
         if not r.found_noise:
             st.caption("The random ±ε draw changed the model's prediction, so it is no "
                        "label-preserving perturbation and gets no score.")

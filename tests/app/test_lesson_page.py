@@ -60,7 +60,8 @@ def test_every_step_renders_with_the_library_numbers(key):
                                      else "no label-preserving x′ found")
             assert row["random noise"] == (fmt(s["noise"][mkey]) if r.found_noise
                                            else "no label-preserving draw")
-            assert row["unrelated images"].startswith(fmt(s["unrelated"][mkey]))
+            assert row["unrelated images (chance)"].startswith(fmt(s["unrelated"][mkey]))
+            assert row["shuffled map"] == fmt(s["permutation"][mkey])
 
 
 def test_a_w_control_rescores_the_stored_maps():
