@@ -1,6 +1,6 @@
-"""Batch-evaluation speed (issue 5), measured side by side in one run.
+"""Batch-evaluation speed, measured side by side in one run.
 
-1. Batching: throughput (images/s) of ``explorer.evaluate`` on MNIST, Simple Gradients, top-k
+1. Batching: throughput (images/s) of ``explorer.evaluation`` on MNIST, Simple Gradients, top-k
    attack, 100 steps, with batches of ``--batch`` images against one image at a time (batches of
    1), same threads. Floor: batched >= 4x.
 2. Sharding: the same work (``--shard-images`` images in batches of ``--shard-batch``) run by
@@ -33,10 +33,14 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from explorer import evaluate as ev  # noqa: E402
+from explorer.evaluation.backend import RegistryBackend  # noqa: E402
+from explorer.evaluation.folder import load_results  # noqa: E402
+from explorer.evaluation.plan import EvalConfig  # noqa: E402
+from explorer.evaluation.runner import run  # noqa: E402
+from explorer.evaluation.schema import TIMING_COLUMNS  # noqa: E402
 
 
-class BenchBackend(ev.RegistryBackend):
+class BenchBackend(RegistryBackend):
     """The registries, but a missing shipped model becomes a random-weight one (same cost)."""
 
     random_weights = False
@@ -56,8 +60,8 @@ class BenchBackend(ev.RegistryBackend):
             return models.build_architecture(dataset, arch).to(device).eval()
 
 
-def config(n_images: int, batch: int, steps: int) -> ev.EvalConfig:
-    return ev.EvalConfig(datasets=("mnist",), models=("natural",), methods=("saliency",),
+def config(n_images: int, batch: int, steps: int) -> EvalConfig:
+    return EvalConfig(datasets=("mnist",), models=("natural",), methods=("saliency",),
                          attacks=("topk",), w=(1,), n_images=n_images, batch_size=batch,
                          steps=steps)
 
@@ -65,9 +69,9 @@ def config(n_images: int, batch: int, steps: int) -> ev.EvalConfig:
 def throughput(n_images: int, batch: int, steps: int) -> float:
     cfg = config(n_images, batch, steps)
     backend = BenchBackend()
-    ev.run(config(min(batch, 2), min(batch, 2), 2), None, backend=backend, progress=False)  # warm
+    run(config(min(batch, 2), min(batch, 2), 2), None, backend=backend, progress=False)  # warm
     t0 = time.perf_counter()
-    df = ev.run(cfg, None, backend=backend, progress=False)
+    df = run(cfg, None, backend=backend, progress=False)
     dt = time.perf_counter() - t0
     assert len(df) == n_images
     return n_images / dt
@@ -92,7 +96,7 @@ def _worker(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = config(args.shard_images, args.shard_batch, args.steps)
-    ev.run(cfg, args.out, backend=BenchBackend(), device="cpu", progress=False)
+    run(cfg, args.out, backend=BenchBackend(), device="cpu", progress=False)
     return 0
 
 
@@ -116,8 +120,8 @@ def part_sharding(args) -> dict:
                         "--shard-batch", str(args.shard_batch), "--out", str(tmp / "two")],
                        check=True, env=two_env, cwd=ROOT)
         two = time.perf_counter() - t0
-        a = ev.load_results(tmp / "one", partial=False).drop(columns=list(ev.TIMING_COLUMNS))
-        b = ev.load_results(tmp / "two", partial=False).drop(columns=list(ev.TIMING_COLUMNS))
+        a = load_results(tmp / "one", partial=False).drop(columns=list(TIMING_COLUMNS))
+        b = load_results(tmp / "two", partial=False).drop(columns=list(TIMING_COLUMNS))
         same = a.equals(b)
         max_diff = float((a.select_dtypes("number") - b.select_dtypes("number")).abs()
                          .max().max()) if not same else 0.0

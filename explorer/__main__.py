@@ -52,27 +52,27 @@ def _run_data(args) -> int:
 
 
 def _add_evaluate(p):
-    from . import evaluate
+    from .evaluation import cli
 
-    evaluate.add_arguments(p)
+    cli.add_arguments(p)
 
 
 def _run_evaluate(args) -> int:
-    from . import evaluate
+    from .evaluation import cli
 
-    return evaluate.main(args)
+    return cli.main(args)
 
 
 def _add_report(p):
-    from . import report
+    from .evaluation import cli
 
-    report.add_arguments(p)
+    cli.add_report_arguments(p)
 
 
 def _run_report(args) -> int:
-    from . import report
+    from .evaluation import cli
 
-    return report.main(args)
+    return cli.report_main(args)
 
 
 def _add_lesson(p):

@@ -314,20 +314,22 @@ def load_train_set(dataset: str, root=None, download: bool = False):
     return _load_split(dataset, True, root, download)
 
 
-def as_tensors(ds, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A whole dataset (or its first ``limit`` items) as ``x (N, C, H, W)`` in [0, 1], labels (N,).
+def as_tensors(ds, limit: int | None = None, start: int = 0
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A whole dataset (or its ``limit`` items from position ``start``) as ``x (N, C, H, W)`` in
+    [0, 1], labels (N,).
 
     MNIST-style datasets are read straight from their uint8 arrays (fast); others item by item.
     """
-    n = len(ds) if limit is None else min(limit, len(ds))
+    n = len(ds) if limit is None else min(start + limit, len(ds))
     data = getattr(ds, "data", None)
     targets = getattr(ds, "targets", None)
     if isinstance(data, torch.Tensor) and data.dim() == 3 and targets is not None:
-        x = data[:n].unsqueeze(1).float().div_(255.0)
-        y = torch.as_tensor(targets[:n]).long()
+        x = data[start:n].unsqueeze(1).float().div_(255.0)
+        y = torch.as_tensor(targets[start:n]).long()
         return x, y
     xs, ys = [], []
-    for i in range(n):
+    for i in range(start, n):
         xi, yi = ds[i]
         xs.append(xi)
         ys.append(int(yi))

@@ -1,7 +1,8 @@
 """Figures of batch-evaluation summaries: matplotlib (report) and plotly (Sweeps page).
 
-Drawing only: the inputs are the tables of :mod:`explorer.report` (``curve_table``,
-``summary_table``): a mean column per metric key plus ``KEY_lo`` / ``KEY_hi`` interval columns.
+Drawing only: the inputs are the tables of :mod:`explorer.evaluation.summary`
+(``curve_table``, ``summary_table``): a mean column per metric key plus ``KEY_lo`` /
+``KEY_hi`` interval columns.
 Metric display names come from :data:`explorer.metrics.METRICS`.
 """
 

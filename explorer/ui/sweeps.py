@@ -3,8 +3,8 @@
 Opens a results folder of ``python -m explorer evaluate`` (or the committed reproduction data)
 and shows the report's tables, figures and claim verdicts with controls for dataset, method, k,
 w and ε; or runs a small sweep (about 20 images) in the page with a progress bar. All numbers
-come from :mod:`explorer.report` (the same functions as ``python -m explorer report``); the
-figures from :mod:`explorer.viz_sweeps`.
+come from :mod:`explorer.evaluation.summary` and :mod:`explorer.evaluation.claims` (the same
+functions as ``python -m explorer report``); the figures from :mod:`explorer.viz_sweeps`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from explorer import evaluate as ev
-from explorer import metrics, report, viz_sweeps
+from explorer import metrics, viz_sweeps
+from explorer.evaluation import claims as paper_claims
+from explorer.evaluation import summary
+from explorer.evaluation.folder import ResultsError
+from explorer.evaluation.plan import PAPER, EvalConfig, parse_number
+from explorer.evaluation.runner import run
 from explorer.attacks import ATTACKS
 from explorer.attributions import METHODS
 from explorer.ui.common import citation_caption, fmt, show_problem
@@ -61,14 +65,14 @@ def _stamp(folder: Path) -> float:
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading results…")
-def _load(folders: tuple[str, ...], stamps: tuple[float, ...]) -> report.ResultSet:
+def _load(folders: tuple[str, ...], stamps: tuple[float, ...]) -> summary.ResultSet:
     del stamps  # part of the cache key only
-    return report.load_many([_resolve(f) for f in folders])
+    return summary.load_many([_resolve(f) for f in folders])
 
 
 @st.cache_data(max_entries=8, show_spinner="Checking the claims…")
-def _claims(folders: tuple[str, ...], stamps: tuple[float, ...]) -> list[report.Claim]:
-    return report.claims(_load(folders, stamps).rows)
+def _claims(folders: tuple[str, ...], stamps: tuple[float, ...]) -> list[paper_claims.Claim]:
+    return paper_claims.claims(_load(folders, stamps).rows)
 
 
 def _resolve(folder: str) -> Path:
@@ -93,14 +97,14 @@ def _table_view(tab: pd.DataFrame, keys) -> None:
     st.dataframe(show, hide_index=True, width="stretch")
 
 
-def _results_views(rs: report.ResultSet, key_prefix: str, claims=None) -> None:
+def _results_views(rs: summary.ResultSet, key_prefix: str, claims=None) -> None:
     """Tables, figures, claims and run facts of ``rs``; ``claims`` computes the claim list
-    (default: :func:`explorer.report.claims` on the rows)."""
+    (default: :func:`explorer.evaluation.claims.claims` on the rows)."""
     df = rs.rows
     c1, c2, c3, c4, c5 = st.columns(5)
     dataset = c1.selectbox("Dataset", rs.datasets, key=f"{key_prefix}_dataset")
     sub = df[df["dataset"] == dataset]
-    ref = report.reference(df, dataset)
+    ref = summary.reference(df, dataset)
     methods = list(dict.fromkeys(sub["method"]))
     method = c2.selectbox("Method", methods, key=f"{key_prefix}_method",
                           format_func=lambda m: METHODS[m].name if m in METHODS else m)
@@ -111,7 +115,7 @@ def _results_views(rs: report.ResultSet, key_prefix: str, claims=None) -> None:
                      key=f"{key_prefix}_k")
     w = c5.selectbox("w", list(ref.w_values), index=list(ref.w_values).index(ref.w),
                      key=f"{key_prefix}_w")
-    sel = report.Reference(dataset, eps, k, w, ref.eps_values, ref.k_values, ref.w_values)
+    sel = summary.Reference(dataset, eps, k, w, ref.eps_values, ref.k_values, ref.w_values)
     data = sub[sub["method"] == method]
     st.caption(f"{len(data)} rows for {dataset} / {method}. Means over images with 95 % "
                "bootstrap intervals. Paper setting of this dataset: "
@@ -119,7 +123,7 @@ def _results_views(rs: report.ResultSet, key_prefix: str, claims=None) -> None:
 
     t_table, t_eps, t_w, t_models, t_claims, t_runs = st.tabs(
         ["Table", "Metric vs ε", "Metric vs w", "Natural vs PGD", "Claims", "Runs"])
-    tab = report.summary_table(data, dataset, ref=sel)
+    tab = summary.summary_table(data, dataset, ref=sel)
     with t_table:
         if tab.empty:
             st.info("No rows at this ε.")
@@ -135,13 +139,13 @@ def _results_views(rs: report.ResultSet, key_prefix: str, claims=None) -> None:
             st.info("These results hold one ε only; run a sweep with several --eps values.")
         else:
             keys = st.multiselect("Metrics", metrics.METRIC_KEYS, default=list(
-                report.FIGURE_METRICS), key=f"{key_prefix}_eps_keys", format_func=_label)
-            curve = report.curve_table(data, dataset, "epsilon", keys or report.FIGURE_METRICS,
-                                       ref=sel)
+                summary.FIGURE_METRICS), key=f"{key_prefix}_eps_keys", format_func=_label)
+            curve = summary.curve_table(data, dataset, "epsilon",
+                                        keys or summary.FIGURE_METRICS, ref=sel)
             for model in dict.fromkeys(curve["model"]):
                 c = curve[curve["model"] == model]
                 st.plotly_chart(viz_sweeps.plotly_curves(
-                    c, "epsilon", keys or report.FIGURE_METRICS,
+                    c, "epsilon", keys or summary.FIGURE_METRICS,
                     title=f"{dataset} / {model} / {method} (k = {k}, w = {w})"),
                     key=f"{key_prefix}_epsfig_{model}")
             st.caption("Only images present at every ε of a curve are used.")
@@ -149,7 +153,7 @@ def _results_views(rs: report.ResultSet, key_prefix: str, claims=None) -> None:
         keys = st.multiselect("Metrics", metrics.METRIC_KEYS,
                               default=["topk_intersection", "lens_recall", "lens_recall_div"],
                               key=f"{key_prefix}_w_keys", format_func=_label)
-        curve = report.curve_table(data, dataset, "w", keys or ["lens_recall"], ref=sel)
+        curve = summary.curve_table(data, dataset, "w", keys or ["lens_recall"], ref=sel)
         for model in (dict.fromkeys(curve["model"]) if not curve.empty else []):
             c = curve[curve["model"] == model]
             st.plotly_chart(viz_sweeps.plotly_curves(
@@ -166,9 +170,9 @@ def _results_views(rs: report.ResultSet, key_prefix: str, claims=None) -> None:
                 title=f"{dataset} / {method} (ε = {eps:.4g}, k = {k}, w = {w})"),
                 key=f"{key_prefix}_modelsfig")
     with t_claims:
-        st.caption("Each claim of the paper (SPEC §6) at every dataset's paper setting, with the "
+        st.caption("Each claim of the paper at every dataset's paper setting, with the "
                    "rule used to call it; the same text as `python -m explorer report`.")
-        for c in (claims() if claims is not None else report.claims(df)):
+        for c in (claims() if claims is not None else paper_claims.claims(df)):
             icon = {"supported": ":material/check_circle:",
                     "not supported": ":material/cancel:"}.get(c.verdict, ":material/help:")
             with st.expander(f"Claim {c.number}: {c.title} — {c.verdict}", icon=icon,
@@ -225,18 +229,18 @@ def _live_sweep() -> None:
         go = st.form_submit_button("Run sweep", type="primary")
     if go:
         try:
-            eps = tuple(ev.PAPER if e.strip() == ev.PAPER else ev.parse_number(e)
+            eps = tuple(PAPER if e.strip() == PAPER else parse_number(e)
                         for e in eps_text.split(",") if e.strip())
-            cfg = ev.EvalConfig(datasets=(dataset,), models=tuple(model_names),
-                                methods=(method,), attacks=tuple(attacks), eps=eps or (ev.PAPER,),
-                                n_images=int(n_images), source=source, batch_size=5,
-                                steps=int(steps) or None)
+            cfg = EvalConfig(datasets=(dataset,), models=tuple(model_names),
+                             methods=(method,), attacks=tuple(attacks), eps=eps or (PAPER,),
+                             n_images=int(n_images), source=source, batch_size=5,
+                             steps=int(steps) or None)
             bar = st.progress(0.0, text="Starting…")
 
             def progress(done, total, text):
                 bar.progress(done / max(total, 1), text=f"{done}/{total} rows — {text}")
 
-            df = ev.run(cfg, None, progress=progress, device="cpu")
+            df = run(cfg, None, progress=progress, device="cpu")
             bar.progress(1.0, text=f"Done: {len(df)} rows.")
             st.session_state["sweeps_live_rows"] = df
         except (ValueError, RuntimeError) as exc:
@@ -246,7 +250,7 @@ def _live_sweep() -> None:
     if df is not None and len(df):
         df = df.copy()
         df.insert(0, "run", "live")
-        rs = report.ResultSet(df, [Path("live sweep")], [{}], [[]])
+        rs = summary.ResultSet(df, [Path("live sweep")], [{}], [[]])
         _results_views(rs, "sweeps_live")
         st.download_button("Download rows (CSV)", df.to_csv(index=False).encode(),
                            file_name="sweep.csv", mime="text/csv")
@@ -294,7 +298,7 @@ def render() -> None:
         paths = [_resolve(f) for f in folders]
         for p in paths:
             if not p.is_dir():
-                raise ev.ResultsError(f"{p} is not a folder")
+                raise ResultsError(f"{p} is not a folder")
         key = (tuple(str(p) for p in paths), tuple(_stamp(p) for p in paths))
         rs = _load(*key)
     except (ValueError, OSError) as exc:

@@ -1,4 +1,4 @@
-"""The Sweeps page (issue 5) under Streamlit's AppTest: it opens a results folder and shows the
+"""The Sweeps page under Streamlit's AppTest: it opens a results folder and shows the
 report's numbers; a bad folder gives a message, not a traceback."""
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "unit"))
 
 from evaluate_fakes import ToyBackend  # noqa: E402
-from explorer import evaluate as ev, report  # noqa: E402
+from explorer.evaluation.folder import load_results  # noqa: E402
+from explorer.evaluation.plan import EvalConfig  # noqa: E402
+from explorer.evaluation.runner import run  # noqa: E402
+from explorer.evaluation.schema import metric_column  # noqa: E402
+from explorer.evaluation import summary  # noqa: E402
 
 SCRIPT = f"""
 import sys
@@ -26,10 +30,10 @@ sweeps.render()
 @pytest.fixture(scope="module")
 def toy_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sweeps") / "toy"
-    cfg = ev.EvalConfig(datasets=("toy",), models=("natural", "pgd"), methods=("saliency",),
+    cfg = EvalConfig(datasets=("toy",), models=("natural", "pgd"), methods=("saliency",),
                         attacks=("random_sign", "topk"), eps=(0.1, 0.2), w=(0, 1, 2),
                         n_images=4, batch_size=2)
-    ev.run(cfg, folder, backend=ToyBackend(), device="cpu", progress=False)
+    run(cfg, folder, backend=ToyBackend(), device="cpu", progress=False)
     return folder
 
 
@@ -50,8 +54,8 @@ def test_page_shows_the_report_numbers(toy_folder):
     tables = [df.value for df in at.dataframe]
     assert len(tables) >= 2
     set_table = tables[0]
-    rows = ev.load_results(toy_folder)
-    tab = report.summary_table(rows, "toy")
+    rows = load_results(toy_folder)
+    tab = summary.summary_table(rows, "toy")
     want = tab[(tab["model"] == "pgd") & (tab["attack"] == "topk")].iloc[0]
     shown = set_table[(set_table["model"] == "pgd") & (set_table["attack"] == "top-k attack")]
     cell = shown["top-k intersection"].item()
@@ -64,7 +68,7 @@ def test_page_shows_the_report_numbers(toy_folder):
     at.selectbox(key="sweeps_open_w").set_value(2)
     at.run()
     shown = at.dataframe[0].value
-    want2 = report.summary_table(rows, "toy", w=2)
+    want2 = summary.summary_table(rows, "toy", w=2)
     want2 = want2[(want2["model"] == "pgd") & (want2["attack"] == "topk")].iloc[0]
     cell = shown[(shown["model"] == "pgd") & (shown["attack"] == "top-k attack")][
         "w-LENS-recall@k"].item()
@@ -96,8 +100,8 @@ def test_committed_reproduction_opens_by_default():
     assert at.selectbox(key="sweeps_open_dataset").value == "mnist"
     at.selectbox(key="sweeps_open_method").set_value("saliency")
     at.run()
-    rs = report.load_many([ROOT / f for f in chosen])
-    tab = report.summary_table(rs.rows[rs.rows["method"] == "saliency"], "mnist")
+    rs = summary.load_many([ROOT / f for f in chosen])
+    tab = summary.summary_table(rs.rows[rs.rows["method"] == "saliency"], "mnist")
     want = tab[(tab["model"] == "natural") & (tab["attack"] == "topk")].iloc[0]
     shown = at.dataframe[0].value
     cell = shown[(shown["model"] == "natural") & (shown["attack"] == "top-k attack")][
@@ -128,5 +132,5 @@ def test_live_sweep_runs_with_progress_and_shows_rows():
     # 3 images × 2 models × 2 attacks (random sign, top-k) × 2 ε, every metric present.
     assert len(rows) == 24
     assert set(rows["epsilon"]) == {0.3, 0.1} and set(rows["model"]) == {"natural", "pgd"}
-    assert rows[ev.metric_column("lens_recall", 100, 1)].between(0, 1).all()
+    assert rows[metric_column("lens_recall", 100, 1)].between(0, 1).all()
     assert len(at.dataframe) >= 2

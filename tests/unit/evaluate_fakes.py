@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from explorer.evaluate import Backend
+from explorer.evaluation.backend import Backend
 
 SIZE = (8, 8)
 N_IMAGES = 12

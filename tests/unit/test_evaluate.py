@@ -1,4 +1,4 @@
-"""Batch evaluation (issue 5): rows against explorer.metrics.compare, resume, 2-process gloo run,
+"""Batch evaluation: rows against explorer.metrics.compare, resume, 2-process gloo run,
 bad inputs. Small fakes (8×8 images, tiny ReLU CNNs, 3 attack steps) keep it fast on a CPU."""
 
 from __future__ import annotations
@@ -15,24 +15,33 @@ import pandas as pd
 import pytest
 import torch
 
-from explorer import evaluate as ev
 from explorer import metrics
 from explorer.attacks import attack
 from explorer.attributions import attribution_map
+from explorer.evaluation import backend as backend_module
+from explorer.evaluation.backend import RegistryBackend
+from explorer.evaluation.folder import ConfigMismatch, ResultsError, load_results, long_format
+from explorer.evaluation.plan import (EvalConfig, Plan, parse_method_params, parse_number,
+                                      resolve_config)
+from explorer.evaluation.runner import run
+from explorer.evaluation.schema import (BASE_COLUMNS, KEY_COLUMNS, TIMING_COLUMNS, metric_column,
+                                        metric_columns, parse_metric_column)
+from explorer.evaluation.units import plan_units, unit_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
 from evaluate_fakes import ToyBackend, ToyNet, toy_images  # noqa: E402
 
 BACKEND = ToyBackend()
-TIMING = list(ev.TIMING_COLUMNS)
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
+TIMING = list(TIMING_COLUMNS)
 
 
-def small_config(**kw) -> ev.EvalConfig:
+def small_config(**kw) -> EvalConfig:
     base = dict(datasets=("toy",), models=("natural",), methods=("saliency",),
                 attacks=("random_sign", "topk"), eps=("paper",), k=(5, 10), w=(0, 1, 2),
                 n_images=5, batch_size=2)
     base.update(kw)
-    return ev.EvalConfig(**base)
+    return EvalConfig(**base)
 
 
 @pytest.fixture
@@ -44,7 +53,7 @@ def one_thread():
 
 
 def without_timings(df: pd.DataFrame) -> pd.DataFrame:
-    return df.drop(columns=TIMING).sort_values(list(ev.KEY_COLUMNS)).reset_index(drop=True)
+    return df.drop(columns=TIMING).sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,14 +62,14 @@ def without_timings(df: pd.DataFrame) -> pd.DataFrame:
 
 def test_rows_complete_and_equal_to_compare(tmp_path):
     cfg = small_config()
-    df = ev.run(cfg, tmp_path / "r", backend=BACKEND, device="cpu", progress=False)
+    df = run(cfg, tmp_path / "r", backend=BACKEND, device="cpu", progress=False)
     # One row per (image, attack): 5 images × 2 attacks, no duplicates, canonical order.
     assert len(df) == 10
-    assert not df.duplicated(list(ev.KEY_COLUMNS)).any()
+    assert not df.duplicated(list(KEY_COLUMNS)).any()
     assert list(df["attack"]) == ["random_sign"] * 5 + ["topk"] * 5
     assert list(df["image"]) == [0, 1, 2, 3, 4] * 2
-    expected_cols = (list(ev.BASE_COLUMNS) + ev.metric_columns([5, 10], [0, 1, 2])
-                     + list(ev.TIMING_COLUMNS))
+    expected_cols = (list(BASE_COLUMNS) + metric_columns([5, 10], [0, 1, 2])
+                     + list(TIMING_COLUMNS))
     assert list(df.columns) == expected_cols
     assert df["epsilon"].eq(0.2).all()  # the toy dataset's "paper" ε
 
@@ -68,7 +77,7 @@ def test_rows_complete_and_equal_to_compare(tmp_path):
     model = ToyNet(1).eval()
     for att in ("random_sign", "topk"):
         for b, (start, stop) in enumerate([(0, 2), (2, 4), (4, 5)]):
-            seed = ev.unit_seed(0, "toy", "test", start)
+            seed = unit_seed(0, "toy", "test", start)
             res = attack(model, x_all[start:stop], method="saliency", attack=att, epsilon=0.2,
                          step_size=0.05, steps=3, attack_k=6, w=1, seed=seed)
             rows = df[(df["attack"] == att) & (df["batch"] == b)].reset_index(drop=True)
@@ -85,7 +94,7 @@ def test_rows_complete_and_equal_to_compare(tmp_path):
                 for w in (0, 1, 2):
                     want = metrics.compare(res.map_orig, res.map_adv, k, w)
                     for key in metrics.METRIC_KEYS:
-                        got = rows[ev.metric_column(key, k, w)].to_numpy()
+                        got = rows[metric_column(key, k, w)].to_numpy()
                         np.testing.assert_allclose(got, want[key].numpy(), rtol=0, atol=1e-12,
                                                    equal_nan=True, err_msg=f"{att} {key} {k} {w}")
     # Physical facts: the budget holds, the label is kept, random noise moves every pixel by ε.
@@ -104,32 +113,32 @@ def test_ig_attack_steps_fewer_than_reported_are_remeasured(tmp_path):
     cfg = small_config(methods=("integrated_gradients",), attacks=("topk",), n_images=2,
                        k=(5,), w=(1,), method_params={"integrated_gradients": {"steps": 12}},
                        attack_method_params={"integrated_gradients": {"steps": 3}})
-    df = ev.run(cfg, None, backend=BACKEND, device="cpu", progress=False)
+    df = run(cfg, None, backend=BACKEND, device="cpu", progress=False)
     x, _ = toy_images()
     x = x[:2]
     model = ToyNet(1).eval()
     res = attack(model, x, method="integrated_gradients", method_params={"steps": 3},
                  attack="topk", epsilon=0.2, step_size=0.05, steps=3, attack_k=6, w=1,
-                 seed=ev.unit_seed(0, "toy", "test", 0))
+                 seed=unit_seed(0, "toy", "test", 0))
     a = attribution_map(model, x, "integrated_gradients", {"steps": 12}, target=res.label_orig)
     b = attribution_map(model, res.x_adv, "integrated_gradients", {"steps": 12},
                         target=res.label_orig)
     want = metrics.compare(a, b, 5, 1)
     for key in metrics.METRIC_KEYS:
-        np.testing.assert_allclose(df[ev.metric_column(key, 5, 1)], want[key].numpy(),
+        np.testing.assert_allclose(df[metric_column(key, 5, 1)], want[key].numpy(),
                                    atol=1e-12, equal_nan=True)
     # The selection measure recorded is the attack loop's (3-step maps), which differs.
     assert df["sel_best"].tolist() == pytest.approx(res.history[:, -1].tolist())
 
 
 def test_metric_columns_and_long_format(tmp_path):
-    assert ev.metric_column("lens_recall", 100, 1) == "lens_recall@k100_w1"
-    assert ev.parse_metric_column("lens_recall@k100_w1") == ("lens_recall", 100, 1)
-    assert ev.parse_metric_column("linf") is None
-    assert ev.parse_metric_column("nonsense@k1_w1") is None
-    df = ev.run(small_config(n_images=2, attacks=("random_sign",)), None, backend=BACKEND,
+    assert metric_column("lens_recall", 100, 1) == "lens_recall@k100_w1"
+    assert parse_metric_column("lens_recall@k100_w1") == ("lens_recall", 100, 1)
+    assert parse_metric_column("linf") is None
+    assert parse_metric_column("nonsense@k1_w1") is None
+    df = run(small_config(n_images=2, attacks=("random_sign",)), None, backend=BACKEND,
                 device="cpu", progress=False)
-    long = ev.long_format(df)
+    long = long_format(df)
     assert len(long) == 2 * len(metrics.METRIC_KEYS) * 2 * 3
     one = long[(long["image"] == 1) & (long["metric"] == "lens_recall") & (long["k"] == 10)
                & (long["w"] == 2)]
@@ -146,7 +155,7 @@ class Interrupt(Exception):
 
 def test_resume_after_interruption_gives_the_same_rows(tmp_path, one_thread):
     cfg = small_config(n_images=6)
-    full = ev.run(cfg, tmp_path / "full", backend=BACKEND, device="cpu", progress=False)
+    full = run(cfg, tmp_path / "full", backend=BACKEND, device="cpu", progress=False)
 
     calls = []
 
@@ -157,21 +166,21 @@ def test_resume_after_interruption_gives_the_same_rows(tmp_path, one_thread):
 
     folder = tmp_path / "part"
     with pytest.raises(Interrupt):
-        ev.run(cfg, folder, backend=BACKEND, device="cpu", progress=stop_after_two)
+        run(cfg, folder, backend=BACKEND, device="cpu", progress=stop_after_two)
     assert len(list((folder / "rows").glob("*.csv"))) == 2
     assert not (folder / "results.csv").exists()
     # A half-written temporary file of the killed process must not count.
     (folder / "rows" / ".toy__natural__saliency__topk__eps0.2__b00002.csv.123.tmp").write_text(
         "dataset,model\ntoy,nat")
-    partial = ev.load_results(folder)
+    partial = load_results(folder)
     assert len(partial) == 4  # the two finished batches of 2 images
-    with pytest.raises(ev.ResultsError, match="not done yet"):
-        ev.load_results(folder, partial=False)
+    with pytest.raises(ResultsError, match="not done yet"):
+        load_results(folder, partial=False)
 
     resumed_units = []
-    resumed = ev.run(cfg, folder, backend=BACKEND, device="cpu",
+    resumed = run(cfg, folder, backend=BACKEND, device="cpu",
                      progress=lambda d, t, s: resumed_units.append(s))
-    total_units = len(ev.plan_units(ev.resolve_config(cfg, BACKEND)))
+    total_units = len(plan_units(resolve_config(cfg, BACKEND)))
     assert len(resumed_units) == total_units - 2  # finished batches were not redone
     assert not list((folder / "rows").glob(".*.tmp"))
     assert len(resumed) == len(full) == 12
@@ -180,7 +189,7 @@ def test_resume_after_interruption_gives_the_same_rows(tmp_path, one_thread):
     assert [r["event"] for r in log] == ["start", "start", "end"]
     assert log[1]["units_done_before"] == 2
     # Running again finds nothing to do and changes nothing.
-    again = ev.run(cfg, folder, backend=BACKEND, device="cpu",
+    again = run(cfg, folder, backend=BACKEND, device="cpu",
                    progress=lambda d, t, s: pytest.fail("nothing should be recomputed"))
     pd.testing.assert_frame_equal(again, resumed)
 
@@ -199,8 +208,8 @@ def _worker(rank: int, world: int, port: int, folder: str, cfg_json: dict) -> No
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    cfg = ev.EvalConfig.from_json(cfg_json)
-    ev.run(cfg, folder, backend=ToyBackend(), device="cpu", progress=False)
+    cfg = EvalConfig.from_json(cfg_json)
+    run(cfg, folder, backend=ToyBackend(), device="cpu", progress=False)
 
 
 def test_two_gloo_processes_equal_one_process(tmp_path, one_thread):
@@ -208,10 +217,10 @@ def test_two_gloo_processes_equal_one_process(tmp_path, one_thread):
 
     cfg = small_config(models=("natural", "pgd"), attacks=("random_sign", "mass_center"),
                        n_images=5)
-    single = ev.run(cfg, tmp_path / "one", backend=BACKEND, device="cpu", progress=False)
+    single = run(cfg, tmp_path / "one", backend=BACKEND, device="cpu", progress=False)
     folder = tmp_path / "two"
     mp.spawn(_worker, args=(2, _free_port(), str(folder), cfg.to_json()), nprocs=2, join=True)
-    two = ev.load_results(folder, partial=False)
+    two = load_results(folder, partial=False)
     assert len(two) == len(single) == 2 * 2 * 5
     pd.testing.assert_frame_equal(without_timings(two), without_timings(single))
     # The merged file of the 2-process run equals the single run's, row for row.
@@ -223,19 +232,72 @@ def test_two_gloo_processes_equal_one_process(tmp_path, one_thread):
 
 
 def test_unit_seed_depends_on_batch_start_only():
-    s = ev.unit_seed(0, "mnist", "test", 100)
-    assert s == ev.unit_seed(0, "mnist", "test", 100)
-    assert s != ev.unit_seed(0, "mnist", "test", 150)
-    assert s != ev.unit_seed(1, "mnist", "test", 100)
+    s = unit_seed(0, "mnist", "test", 100)
+    assert s == unit_seed(0, "mnist", "test", 100)
+    assert s != unit_seed(0, "mnist", "test", 150)
+    assert s != unit_seed(1, "mnist", "test", 100)
     assert 0 <= s < 2 ** 31
 
 
 def test_batches_fixed_by_position_not_by_process_count():
-    res = ev.resolve_config(small_config(n_images=5, batch_size=2), BACKEND)
-    units = ev.plan_units(res)
+    res = resolve_config(small_config(n_images=5, batch_size=2), BACKEND)
+    units = plan_units(res)
     assert [(u.start, u.stop) for u in units if u.attack == "topk"] == [(0, 2), (2, 4), (4, 5)]
     assert len({u.name for u in units}) == len(units)
 
+
+def test_plan_is_frozen_and_round_trips_through_json():
+    cfg = small_config(methods=("saliency", "integrated_gradients"),
+                       method_params={"integrated_gradients": {"steps": 12}},
+                       attack_method_params={"integrated_gradients": {"steps": 3}})
+    plan = resolve_config(cfg, BACKEND)
+    toy = plan.per_dataset["toy"]
+    assert (toy.eps, toy.k, toy.w, toy.attack_k, toy.steps, toy.step_size, toy.attack_w) == (
+        (0.2,), (5, 10), (0, 1, 2), 6, 3, 0.05, 1)
+    assert dict(toy.model_weights) == {"natural": "v1:natural"}
+    ig = plan.method_params["integrated_gradients"]
+    assert ig.report["steps"] == 12 and ig.attack["steps"] == 3
+    with pytest.raises(AttributeError):
+        plan.seed = 1  # frozen
+    with pytest.raises(TypeError):
+        ig.report["steps"] = 1  # read-only parameters
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent.name for p in RESULTS.glob("*/config.json")))
+def test_committed_results_folders_resolve_to_the_same_json(folder):
+    """The frozen plan reads the committed folders' ``resolved`` entry and writes it back
+    unchanged (so resuming or reading them sees no difference)."""
+    stored = json.loads((RESULTS / folder / "config.json").read_text(encoding="utf-8"))
+    text = json.dumps(stored["resolved"], indent=2, ensure_ascii=False)
+    plan = Plan.from_json(stored["resolved"])
+    assert json.dumps(plan.to_json(), indent=2, ensure_ascii=False) == text
+    assert sum(u.n for u in plan_units(plan)) == len(load_results(RESULTS / folder))
+
+
+def test_registry_backend_reads_test_images_start_to_stop(monkeypatch):
+    """Both dataset kinds (uint8 arrays, and items one by one) give images start..stop-1."""
+    x, y = toy_images()
+
+    class ArrayDataset:  # MNIST-style: .data (N, H, W) uint8 and .targets
+        data = (x[:, 0] * 255).round().to(torch.uint8)
+        targets = y
+
+        def __len__(self):
+            return len(self.data)
+
+    class ItemDataset:
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return x[i], int(y[i])
+
+    for ds, want in ((ArrayDataset(), ArrayDataset.data[3:7].unsqueeze(1).float() / 255),
+                     (ItemDataset(), x[3:7])):
+        monkeypatch.setattr(backend_module.data, "load_test_set", lambda d, root=None, _ds=ds: _ds)
+        xs, ys, idx = RegistryBackend().load_images("mnist", "test", 3, 7)
+        assert torch.equal(xs, want) and ys.tolist() == y[3:7].tolist() and idx == [3, 4, 5, 6]
 
 # --------------------------------------------------------------------------------------------
 # Bad input
@@ -261,58 +323,58 @@ def test_batches_fixed_by_position_not_by_process_count():
 ])
 def test_bad_configuration_names_what_is_allowed(field, value, needle):
     with pytest.raises(ValueError) as info:
-        ev.resolve_config(small_config(**{field: value}), BACKEND)
+        resolve_config(small_config(**{field: value}), BACKEND)
     assert needle in str(info.value)
 
 
 def test_resume_with_a_different_configuration_is_refused(tmp_path):
     folder = tmp_path / "r"
-    ev.run(small_config(n_images=2, attacks=("random_sign",)), folder, backend=BACKEND,
+    run(small_config(n_images=2, attacks=("random_sign",)), folder, backend=BACKEND,
            device="cpu", progress=False)
-    with pytest.raises(ev.ConfigMismatch) as info:
-        ev.run(small_config(n_images=3, attacks=("random_sign",), seed=4), folder,
+    with pytest.raises(ConfigMismatch) as info:
+        run(small_config(n_images=3, attacks=("random_sign",), seed=4), folder,
                backend=BACKEND, device="cpu", progress=False)
     msg = str(info.value)
     assert "cannot be resumed" in msg
     assert "config.n_images: 2 in the folder, 3 now" in msg
     assert "config.seed: 0 in the folder, 4 now" in msg
     # Same configuration, different model weights: refused too.
-    with pytest.raises(ev.ConfigMismatch, match=r"model_weights.natural: \"v1:natural\" in the "
+    with pytest.raises(ConfigMismatch, match=r"model_weights.natural: \"v1:natural\" in the "
                                                 r"folder, \"v2:natural\" now"):
-        ev.run(small_config(n_images=2, attacks=("random_sign",)), folder,
+        run(small_config(n_images=2, attacks=("random_sign",)), folder,
                backend=ToyBackend("v2"), device="cpu", progress=False)
     # A non-empty folder that is not a results folder is refused too.
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(ev.ConfigMismatch, match="has no config.json"):
-        ev.run(small_config(n_images=2), other, backend=BACKEND, device="cpu", progress=False)
+    with pytest.raises(ConfigMismatch, match="has no config.json"):
+        run(small_config(n_images=2), other, backend=BACKEND, device="cpu", progress=False)
 
 
 def test_one_run_at_a_time_per_folder(tmp_path):
     folder = tmp_path / "r"
     cfg = small_config(n_images=2, attacks=("random_sign",))
-    ev.run(cfg, folder, backend=BACKEND, device="cpu", progress=False)
+    run(cfg, folder, backend=BACKEND, device="cpu", progress=False)
     assert not (folder / ".lock").exists()  # released at the end
     # A live writer (this very process) holds the lock: refused, naming it.
     (folder / ".lock").write_text(json.dumps({"host": socket.gethostname(),
                                               "pid": os.getpid(), "run": "x", "time": "t"}))
-    with pytest.raises(ev.ConfigMismatch, match=f"being written by another run \\(pid "
+    with pytest.raises(ConfigMismatch, match=f"being written by another run \\(pid "
                                                 f"{os.getpid()}"):
-        ev.run(cfg, folder, backend=BACKEND, device="cpu", progress=False)
+        run(cfg, folder, backend=BACKEND, device="cpu", progress=False)
     # A lock whose process is gone is taken over.
     import subprocess
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (folder / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid,
                                               "run": "y", "time": "t"}))
-    df = ev.run(cfg, folder, backend=BACKEND, device="cpu", progress=False)
+    df = run(cfg, folder, backend=BACKEND, device="cpu", progress=False)
     assert len(df) == 2 and not (folder / ".lock").exists()
 
 
 def test_malformed_results_files_name_path_and_line(tmp_path):
     folder = tmp_path / "r"
-    ev.run(small_config(n_images=2, attacks=("random_sign",)), folder, backend=BACKEND,
+    run(small_config(n_images=2, attacks=("random_sign",)), folder, backend=BACKEND,
            device="cpu", progress=False)
     unit = next((folder / "rows").glob("*.csv"))
     lines = unit.read_text().splitlines()
@@ -322,27 +384,27 @@ def test_malformed_results_files_name_path_and_line(tmp_path):
     col = lines[0].split(",").index("lens_recall@k5_w1")
     cells[col] = "abc"
     unit.write_text("\n".join(lines[:2] + [",".join(cells)]) + "\n")
-    with pytest.raises(ev.ResultsError) as info:
-        ev.load_results(folder)
+    with pytest.raises(ResultsError) as info:
+        load_results(folder)
     assert str(unit) in str(info.value) and "line 3" in str(info.value)
     assert "'lens_recall@k5_w1' holds 'abc', which is not a number" in str(info.value)
 
     # A truncated row.
     unit.write_text("\n".join(lines[:2] + [lines[2][:40]]) + "\n")
-    with pytest.raises(ev.ResultsError, match=r"line 3: \d+ fields, expected \d+"):
-        ev.load_results(folder)
+    with pytest.raises(ResultsError, match=r"line 3: \d+ fields, expected \d+"):
+        load_results(folder)
 
     # A foreign CSV.
     unit.write_text("a,b\n1,2\n")
-    with pytest.raises(ev.ResultsError, match="line 1: the header lacks column"):
-        ev.load_results(folder)
+    with pytest.raises(ResultsError, match="line 1: the header lacks column"):
+        load_results(folder)
 
     # A broken config.json.
     (folder / "config.json").write_text('{"format": "explorer-evaluate/1",\n "config": }')
-    with pytest.raises(ev.ResultsError, match=r"config.json, line 2: not valid JSON"):
-        ev.load_results(folder)
-    with pytest.raises(ev.ResultsError, match="has no config.json"):
-        ev.load_results(tmp_path)
+    with pytest.raises(ResultsError, match=r"config.json, line 2: not valid JSON"):
+        load_results(folder)
+    with pytest.raises(ResultsError, match="has no config.json"):
+        load_results(tmp_path)
 
 
 def test_cli_reports_bad_names_without_traceback(tmp_path, capsys):
@@ -361,15 +423,15 @@ def test_cli_reports_bad_names_without_traceback(tmp_path, capsys):
 
 
 def test_parse_helpers():
-    assert ev.parse_number("8/255") == pytest.approx(8 / 255)
-    assert ev.parse_number("0.3") == 0.3
+    assert parse_number("8/255") == pytest.approx(8 / 255)
+    assert parse_number("0.3") == 0.3
     with pytest.raises(ValueError, match="8/255"):
-        ev.parse_number("1/0")
-    assert ev.parse_method_params(["integrated_gradients.steps=20",
+        parse_number("1/0")
+    assert parse_method_params(["integrated_gradients.steps=20",
                                    "integrated_gradients.baseline=blur"]) == {
         "integrated_gradients": {"steps": 20, "baseline": "blur"}}
     with pytest.raises(ValueError, match="METHOD.NAME=VALUE"):
-        ev.parse_method_params(["steps=20"])
+        parse_method_params(["steps=20"])
     with pytest.raises(ValueError, match="unknown method 'ig'"):
-        ev.parse_method_params(["ig.steps=20"])
-    assert math.isfinite(ev.parse_number(1))
+        parse_method_params(["ig.steps=20"])
+    assert math.isfinite(parse_number(1))

@@ -1,4 +1,4 @@
-"""The reproduction report (issue 5): bootstrap intervals, the four claims on hand-built rows
+"""The reproduction report: bootstrap intervals, the four claims on hand-built rows
 whose verdicts are known, and a report built end to end from a small evaluation run."""
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ import pytest
 
 matplotlib.use("Agg")
 
-from explorer import evaluate as ev  # noqa: E402
-from explorer import metrics, report  # noqa: E402
+from explorer import metrics  # noqa: E402
+from explorer.evaluation.folder import export_compact, load_results  # noqa: E402
+from explorer.evaluation.plan import EvalConfig  # noqa: E402
+from explorer.evaluation.runner import run  # noqa: E402
+from explorer.evaluation.schema import metric_column  # noqa: E402
+from explorer.evaluation import claims, report, summary  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from evaluate_fakes import ToyBackend  # noqa: E402
@@ -25,16 +29,16 @@ from evaluate_fakes import ToyBackend  # noqa: E402
 # --------------------------------------------------------------------------------------------
 
 def test_bootstrap_mean_constant_nan_and_width():
-    assert report.bootstrap_mean([0.25] * 10) == (0.25, 0.25, 0.25, 10)
-    mean, lo, hi, n = report.bootstrap_mean([1.0, float("nan"), 3.0])
+    assert summary.bootstrap_mean([0.25] * 10) == (0.25, 0.25, 0.25, 10)
+    mean, lo, hi, n = summary.bootstrap_mean([1.0, float("nan"), 3.0])
     assert n == 2 and mean == 2.0 and 1.0 <= lo <= hi <= 3.0
-    assert all(np.isnan(v) for v in report.bootstrap_mean([float("nan")])[:3])
+    assert all(np.isnan(v) for v in summary.bootstrap_mean([float("nan")])[:3])
     # 100 values half 0 half 1: standard error 0.05, so the 95 % interval is about ±0.098.
-    mean, lo, hi, n = report.bootstrap_mean([0.0, 1.0] * 50)
+    mean, lo, hi, n = summary.bootstrap_mean([0.0, 1.0] * 50)
     assert mean == 0.5 and n == 100
     assert 0.38 < lo < 0.43 and 0.57 < hi < 0.62
     # Seeded: the same interval every time.
-    assert report.bootstrap_mean([0.0, 1.0] * 50) == (mean, lo, hi, n)
+    assert summary.bootstrap_mean([0.0, 1.0] * 50) == (mean, lo, hi, n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -57,7 +61,7 @@ def synthetic_rows(values: dict, n: int = 40, seed: int = 0) -> pd.DataFrame:
             for w in (1, 2):
                 for key in metrics.METRIC_KEYS:
                     base = vals.get(key, 0.5)
-                    row[ev.metric_column(key, 100, w)] = base + rng.uniform(-0.01, 0.01)
+                    row[metric_column(key, 100, w)] = base + rng.uniform(-0.01, 0.01)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -82,7 +86,7 @@ def by_number(cs):
 
 
 def test_claims_supported_on_paper_like_rows():
-    cs = by_number(report.claims(synthetic_rows(paper_like(pgd_bonus=0.05))))
+    cs = by_number(claims.claims(synthetic_rows(paper_like(pgd_bonus=0.05))))
     assert set(cs) == {1, 2, 3, 4}
     assert cs[1].verdict == "supported"
     t1 = cs[1].table
@@ -103,7 +107,7 @@ def test_claims_contradicted_when_numbers_say_so():
         v["lens_recall"] = v["lens_precision"] = v["topk_intersection"]  # LENS = top-k
         v["lens_recall_div"] = v["lens_precision_div"] = v["topk_div_intersection"] = \
             v["topk_intersection"] - 0.05  # diverse lower
-    cs = by_number(report.claims(synthetic_rows(vals)))
+    cs = by_number(claims.claims(synthetic_rows(vals)))
     assert cs[1].verdict == "partly supported"  # random looks as damaging; LENS does not separate
     assert all(v == "partly supported" for v in cs[1].table["verdict"])
     assert cs[2].verdict == "not supported"
@@ -114,9 +118,9 @@ def test_claims_contradicted_when_numbers_say_so():
 
 def test_reference_uses_paper_setting_and_summary_means():
     df = synthetic_rows(paper_like(0.0))
-    ref = report.reference(df, "mnist")
+    ref = summary.reference(df, "mnist")
     assert (ref.epsilon, ref.k, ref.w) == (0.3, 100, 1)
-    tab = report.summary_table(df, "mnist")
+    tab = summary.summary_table(df, "mnist")
     r = tab[(tab["model"] == "natural") & (tab["attack"] == "topk")].iloc[0]
     sub = df[(df["model"] == "natural") & (df["attack"] == "topk")]
     assert r["topk_intersection"] == pytest.approx(sub["topk_intersection@k100_w1"].mean())
@@ -131,10 +135,10 @@ def test_reference_uses_paper_setting_and_summary_means():
 @pytest.fixture(scope="module")
 def toy_results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("res") / "toy"
-    cfg = ev.EvalConfig(datasets=("toy",), models=("natural", "pgd"), methods=("saliency",),
+    cfg = EvalConfig(datasets=("toy",), models=("natural", "pgd"), methods=("saliency",),
                         attacks=("random_sign", "topk", "mass_center"), eps=(0.1, 0.2),
                         k=("paper",), w=(0, 1, 2), n_images=6, batch_size=3)
-    df = ev.run(cfg, folder, backend=ToyBackend(), device="cpu", progress=False)
+    df = run(cfg, folder, backend=ToyBackend(), device="cpu", progress=False)
     return folder, df
 
 
@@ -176,13 +180,13 @@ def test_report_cli_and_bad_folder(toy_results, tmp_path, capsys):
 
 def test_compact_copy_reads_back_the_same_rows(toy_results, tmp_path):
     folder, df = toy_results
-    dest = ev.export_compact(folder, tmp_path / "copy" / "toy")
+    dest = export_compact(folder, tmp_path / "copy" / "toy")
     assert sorted(p.name for p in dest.iterdir()) == ["config.json", "results.csv.gz",
                                                       "runs.jsonl"]
-    back = ev.load_results(dest)
-    pd.testing.assert_frame_equal(back, ev.load_results(folder))
+    back = load_results(dest)
+    pd.testing.assert_frame_equal(back, load_results(folder))
     # And the report reads it like the original.
-    rs = report.load_many([dest])
+    rs = summary.load_many([dest])
     assert len(rs.rows) == len(df)
 
 
@@ -190,7 +194,7 @@ def test_curve_along_eps_uses_common_images(toy_results):
     _, df = toy_results
     # Drop image 0 at ε = 0.1: the ε curve then uses images 1..5 at both ε.
     cut = df[~((df["epsilon"] == 0.1) & (df["image"] == 0))]
-    curve = report.curve_table(cut, "toy", "epsilon")
+    curve = summary.curve_table(cut, "toy", "epsilon")
     assert set(curve["n_images"]) == {5}
     with pytest.raises(ValueError, match="along must be"):
-        report.curve_table(df, "toy", "k")
+        summary.curve_table(df, "toy", "k")

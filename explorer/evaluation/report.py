@@ -1,0 +1,208 @@
+"""The Markdown reproduction report of batch-evaluation results, with its PNG figures.
+
+``python -m explorer report RESULTS... --out DIR`` (see :mod:`explorer.evaluation.cli`) writes
+``DIR/report.md`` (or ``--filename``) and its figures under ``DIR/figures/``: the metric
+definitions, the runs, each dataset's summary at its reference slice (see
+:mod:`explorer.evaluation.summary`) with figures, and the paper's four claims
+(:mod:`explorer.evaluation.claims`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .. import metrics, viz_sweeps
+from .claims import claims
+from .plan import Plan
+from .summary import (FIGURE_METRICS, ResultSet, curve_table, fmt_interval, fmt_number,
+                      load_many, metric_name, reference, summary_table)
+
+__all__ = ["build_report"]
+
+
+def _md_table(df, float_digits: int = 3) -> str:
+    if df is None or df.empty:
+        return "_(no rows)_\n"
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(str(c) for c in cols) + " |",
+             "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            if isinstance(v, float):
+                cells.append(f"{v:.4g}" if c in ("ε", "epsilon") else fmt_number(v, float_digits))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _summary_md(tab, keys) -> str:
+    if tab.empty:
+        return "_(no rows)_\n"
+    show = pd.DataFrame({
+        "model": tab["model"], "method": tab["method"], "attack": tab["attack"],
+        "n": tab["n"], "acc.": tab["accuracy"].map(lambda v: f"{v:.2f}"),
+        "label kept": tab["label_kept"].map(lambda v: f"{v:.2f}"),
+        "found": tab["found"].map(lambda v: f"{v:.2f}")})
+    for key in keys:
+        if key in tab:
+            show[metric_name(key)] = [fmt_interval(m, lo, hi) for m, lo, hi in
+                                zip(tab[key], tab[key + "_lo"], tab[key + "_hi"])]
+    return _md_table(show)
+
+
+def _runs_md(rs: ResultSet) -> str:
+    out = []
+    for folder, cfg, log in zip(rs.folders, rs.configs, rs.logs):
+        plan = Plan.from_json(cfg["resolved"])
+        sub = rs.rows[rs.rows["run"] == folder.name]
+        ends = [r for r in log if r.get("event") == "end"]
+        starts = [r for r in log if r.get("event") == "start"]
+        wall = sum(float(r.get("wall_s", 0)) for r in ends)
+        unfinished = len(starts) - len(ends)
+        compute = float((sub["attack_s"] + sub["metrics_s"]).sum()) if len(sub) else 0.0
+        procs = sorted({int(r.get("world_size", 1)) for r in starts}) or [1]
+        threads = sorted({int(r.get("threads", 0)) for r in starts if r.get("threads")})
+        cmds = list(dict.fromkeys(r.get("command") for r in starts if r.get("command")))
+        lines = [f"**{folder.name}**: {len(sub)} rows; datasets {', '.join(plan.datasets)}; "
+                 f"models {', '.join(plan.models)}; methods {', '.join(plan.methods)}; "
+                 f"attacks {', '.join(plan.attacks)}; {plan.n_images} {plan.source} images "
+                 f"from position {plan.image_offset}, batches of {plan.batch_size}; seed "
+                 f"{plan.seed}; surrogate β = {plan.beta:g}; selection measure "
+                 f"{plan.measure}."]
+        for d, p in plan.per_dataset.items():
+            eps = ", ".join(f"{e:.4g}" for e in p.eps)
+            ks, ws = ", ".join(map(str, p.k)), ", ".join(map(str, p.w))
+            lines.append(f"  - {d}: ε ∈ {{{eps}}}, k ∈ {{{ks}}}, w ∈ {{{ws}}}, attack k' = "
+                         f"{p.attack_k}, α = {p.step_size:.4g}, P = {p.steps}.")
+        for m, v in plan.method_params.items():
+            report, attack = dict(v.report), dict(v.attack)
+            if report:
+                lines.append(f"  - {m}: reported maps with {report}" +
+                             ("" if report == attack else f"; inside the attack loop {attack} "
+                                                          "(the chosen x' is re-measured with "
+                                                          "the reported ones)"))
+        lines.append(f"  - wall time {wall / 60:.1f} min over {len(ends)} completed "
+                     f"invocation(s)" + (f" (+{unfinished} interrupted, not counted)"
+                                         if unfinished > 0 else "") +
+                     f"; {', '.join(map(str, procs))} process(es)" +
+                     (f", {', '.join(map(str, threads))} thread(s) each" if threads else "") +
+                     f"; summed per-row compute {compute / 60:.1f} min.")
+        for c in cmds:
+            lines.append(f"  - command: `{c}`")
+        out.append("\n".join(lines))
+    return "\n".join(out) + "\n"
+
+
+def build_report(folders: Sequence, out_dir, filename: str = "report.md",
+                 notes: str | Path | None = None, title: str = "Reproduction report",
+                 figure_prefix: str = "") -> Path:
+    """Write the Markdown report of ``folders`` to ``out_dir/filename`` with PNG figures in
+    ``out_dir/figures/``; returns the Markdown path."""
+    rs = load_many(folders)
+    df = rs.rows
+    out_dir = Path(out_dir)
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    md: list[str] = [f"# {title}\n"]
+    md.append("Generated by `python -m explorer report` from the results folders below "
+              "(re-run it to refresh every number and figure). Metric definitions, as in "
+              "`explorer.metrics.METRICS` (a = map of x, b = map of x'):\n")
+    md.append(_md_table(_metric_defs()))
+    if notes:
+        text = Path(notes).read_text(encoding="utf-8")
+        md.append(text.rstrip() + "\n")
+    md.append("## Runs\n")
+    md.append(_runs_md(rs))
+    if rs.duplicates:
+        md.append(f"{rs.duplicates} rows that repeat an earlier folder's (dataset, model, method, "
+                  "attack, ε, image) are counted once.\n")
+
+    md.append("## Results at the paper's setting\n")
+    md.append("Mean over images with its 95 % bootstrap interval. *acc.*: share of images the "
+              "model classifies correctly; *label kept*: the chosen x' keeps the predicted label "
+              "(always, by construction); *found*: a label-preserving x' that lowers the attack's "
+              "selection measure was found (else x' = x and every similarity is 1).\n")
+    all_claims = claims(df)
+    for d in rs.datasets:
+        ref = reference(df, d)
+        md.append(f"### {d}: ε = {ref.epsilon:.4g}, k = {ref.k}, w = {ref.w}\n")
+        tab = summary_table(df, d, ref=ref)
+        md.append(_summary_md(tab, ("topk_intersection", "lens_recall", "lens_precision",
+                                    "topk_div_intersection", "lens_recall_div",
+                                    "lens_precision_div")))
+        md.append("\n")
+        md.append(_summary_md(tab, ("spearman", "kendall", "lens_spearman", "lens_kendall",
+                                    "center_shift")))
+        md.append("\n")
+        # Figures: metric vs w, natural vs PGD, metric vs ε.
+        for (model, method) in dict.fromkeys(zip(tab["model"], tab["method"])):
+            curve = curve_table(df, d, "w", ("topk_intersection", "lens_recall",
+                                              "lens_precision", "lens_recall_div"), ref=ref)
+            curve = curve[(curve["model"] == model) & (curve["method"] == method)]
+            if len(ref.w_values) > 1 and not curve.empty:
+                name = f"{figure_prefix}w_{d}_{model}_{method}.png"
+                fig = viz_sweeps.mpl_curves(curve, "w", ("topk_intersection", "lens_recall",
+                                                         "lens_precision", "lens_recall_div"),
+                                            title=f"{d} / {model} / {method}: metric vs w "
+                                                  f"(ε = {ref.epsilon:.4g}, k = {ref.k})")
+                viz_sweeps.save(fig, fig_dir / name)
+                md.append(f"![metric vs w, {d} {model} {method}](figures/{name})\n")
+        if {"natural", "pgd"} <= set(tab["model"]):
+            for method in dict.fromkeys(tab["method"]):
+                name = f"{figure_prefix}models_{d}_{method}.png"
+                fig = viz_sweeps.mpl_models(tab[tab["method"] == method],
+                                            ("topk_intersection", "lens_recall",
+                                             "lens_recall_div", "spearman"),
+                                            title=f"{d} / {method}: natural vs PGD "
+                                                  f"(ε = {ref.epsilon:.4g}, k = {ref.k}, "
+                                                  f"w = {ref.w})")
+                viz_sweeps.save(fig, fig_dir / name)
+                md.append(f"![natural vs PGD, {d} {method}](figures/{name})\n")
+        if len(ref.eps_values) > 1:
+            curve = curve_table(df, d, "epsilon", FIGURE_METRICS, ref=ref)
+            md.append(f"#### {d}: metric vs ε (paper Figure 2 style)\n")
+            md.append("Only images present at every ε of a curve are used.\n")
+            for (model, method) in dict.fromkeys(zip(curve["model"], curve["method"])):
+                c = curve[(curve["model"] == model) & (curve["method"] == method)]
+                if c["epsilon"].nunique() < 2:
+                    continue
+                name = f"{figure_prefix}eps_{d}_{model}_{method}.png"
+                fig = viz_sweeps.mpl_curves(c, "epsilon", FIGURE_METRICS,
+                                            title=f"{d} / {model} / {method}: metric vs ε "
+                                                  f"(k = {ref.k}, w = {ref.w})")
+                viz_sweeps.save(fig, fig_dir / name)
+                md.append(f"![metric vs eps, {d} {model} {method}](figures/{name})\n")
+                show = c[["attack", "epsilon", "n_images"] + list(FIGURE_METRICS)].copy()
+                show = show.rename(columns={k: metric_name(k) for k in FIGURE_METRICS})
+                md.append(_md_table(show))
+                md.append("\n")
+
+    md.append("## The paper's claims\n")
+    for c in all_claims:
+        md.append(f"### Claim {c.number}: {c.title}\n")
+        md.append(f"*Paper:* {c.paper}\n")
+        md.append(f"*Rule used here:* {c.rule}\n")
+        md.append(f"**Verdict: {c.verdict}.** {c.summary}\n")
+        md.append(_md_table(c.table))
+        if c.details:
+            md.append("")
+            shown = c.details[:40]
+            md.extend(f"- {line}" for line in shown)
+            if len(c.details) > len(shown):
+                md.append(f"- … and {len(c.details) - len(shown)} more.")
+            md.append("")
+        md.append("\n")
+    out = out_dir / filename
+    out.write_text("\n".join(md), encoding="utf-8")
+    return out
+
+
+def _metric_defs():
+    return pd.DataFrame([{"key": m.key, "metric": m.name, "formula": m.formula.replace("|", "\\|")}
+                         for m in metrics.METRICS.values()])
