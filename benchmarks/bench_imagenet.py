@@ -16,7 +16,9 @@ hit both paths alike (each figure is the median of its rounds):
    estimates before a run.
 
     python benchmarks/bench_imagenet.py [--threads 2] [--rounds 3] [--attack-steps 5]
-        [--channels-last] [--methods saliency,input_x_gradient] [--device cuda]
+        [--channels-last] [--methods input_x_gradient,...] [--device cuda]
+
+Run with ``OMP_WAIT_POLICY=PASSIVE`` on a shared machine when using two or more threads.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="timings per quantity per round")
     ap.add_argument("--attack-steps", type=int, default=5)
     ap.add_argument("--channels-last", action="store_true",
-                    help="also time the fast path with the model in channels-last memory format")
+                    help="also time the fast path with the real model in channels-last memory "
+                         "format (the fast surrogate's own copy is channels-last already)")
     ap.add_argument("--methods", default="",
                     help="comma-separated further methods to time per step on the fast path")
     args = ap.parse_args()
