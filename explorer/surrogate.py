@@ -40,7 +40,8 @@ How the copy is made (robustness notes)
    attack step on EfficientNet-Lite0 at 224×224. Eval-mode batch norms become one ``addcmul``
    (:func:`_eval_batch_norm`), and each smooth activation (softplus, smooth ReLU6 / clamp) is
    one autograd node whose backward, and that backward's backward, are analytic
-   (:class:`_SmoothStep`, :class:`_SmoothStepGrad`). ``fast=False`` keeps the earlier
+   (:class:`_SmoothStep`, :class:`_SmoothStepGrad`); the copy's weights are channels-last
+   (:class:`SmoothSurrogate`). ``fast=False`` keeps the earlier
    construction (module swaps and :class:`_Softplus` only) for benchmarks and cross-checks.
    Figures in ``benchmarks/README.md``.
 """
