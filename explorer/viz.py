@@ -1,4 +1,4 @@
-"""Arrays -> figures (plotly for the page, matplotlib for exported files).
+"""Arrays -> figures (plotly for the page; matplotlib for exported files in explorer.viz_export).
 
 Rendering only: every number drawn here is computed elsewhere (maps by
 ``explorer.attributions``, masks, ranks and scores by ``explorer.metrics``) and passed in as
@@ -14,6 +14,18 @@ import io
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from .viz_export import export_panel, figure_bytes
+from .viz_maps import (DEFAULT_CLIP_PERCENTILE, MapScale, expand_markers, map_scale,
+                       marker_radius, smooth_for_display)
+
+__all__ = [
+    "EXACT", "WITHIN", "MISSED", "NEIGHBOURHOOD", "TOPK", "DIVERSE", "SQUARE", "MAP_CMAP",
+    "PALETTE", "DEFAULT_CLIP_PERCENTILE", "MapScale", "map_scale", "smooth_for_display",
+    "marker_radius", "rgb_string", "to_rgb", "perturbation_rgb", "composite", "png_data_uri",
+    "side_by_side", "map_zoom", "overlap_figure", "diverse_figure", "metric_lines",
+    "history_chart", "export_panel", "figure_bytes",
+]
 
 # Category colours (Okabe-Ito).
 EXACT = "#009E73"  # bluish green: the pixel is in both top-k sets
@@ -130,6 +142,45 @@ def _rank_hover(name: str) -> str:
 # Plotly figures for the page
 # --------------------------------------------------------------------------------------------
 
+def _map_traces(m: np.ndarray, rank: np.ndarray | None, name: str, col: int, *,
+                under: np.ndarray | None, overlay: float, smooth_sigma: float) -> list[dict]:
+    """Heatmap trace (plus the image under it when ``overlay`` > 0) of one map on panel ``col``.
+
+    Hover shows the raw value and rank of the pixel even when the display is smoothed."""
+    shown = smooth_for_display(m, smooth_sigma) if smooth_sigma > 0 else \
+        np.asarray(m, dtype=np.float32)
+    n_pixels = shown.size
+    rank_dtype = np.uint16 if n_pixels < 2 ** 16 else np.int32
+    trace = dict(type="heatmap", z=shown, coloraxis="coloraxis",
+                 opacity=(1.0 - overlay) if overlay > 0 else 1.0)
+    if rank is not None and smooth_sigma > 0:
+        trace["customdata"] = np.stack([np.asarray(rank, dtype=np.float32) + 1,
+                                        np.asarray(m, dtype=np.float32)], axis=-1)
+        trace["hovertemplate"] = (f"<b>{name}</b><br>row %{{y}}, col %{{x}}<br>value "
+                                  "%{customdata[1]:.4g} (shown smoothed: %{z:.4g})"
+                                  "<br>rank %{customdata[0]} (1 = top)<extra></extra>")
+    elif rank is not None:
+        trace["customdata"] = (np.asarray(rank) + 1).astype(rank_dtype)
+        trace["hovertemplate"] = _rank_hover(name)
+    else:
+        trace["hovertemplate"] = (f"<b>{name}</b><br>row %{{y}}, col %{{x}}<br>value %{{z:.4g}}"
+                                  "<extra></extra>")
+    out = []
+    if overlay > 0 and under is not None:
+        out.append(_on(dict(type="image", source=png_data_uri(under), hoverinfo="skip"), col))
+    out.append(_on(trace, col))
+    return out
+
+
+def _coloraxis(scale: MapScale, smooth_sigma: float) -> dict:
+    title = scale.label("<br>")
+    if smooth_sigma > 0:
+        title += f"<br>display smoothed (σ = {smooth_sigma:g} px)"
+    return dict(colorscale=_map_colorscale(), cmin=scale.cmin, cmax=scale.cmax,
+                colorbar=dict(title=dict(text=title, side="right", font=dict(size=11)),
+                              thickness=10, len=0.9, x=1.0, xpad=4))
+
+
 def side_by_side(
     image: np.ndarray,
     image_adv: np.ndarray | None,
@@ -142,16 +193,22 @@ def side_by_side(
     overlay: float = 0.0,
     height: int = 250,
     compact: bool = False,
+    clip_percentile: float | None = DEFAULT_CLIP_PERCENTILE,
+    smooth_sigma: float = 0.0,
 ):
     """Original image, attacked image, amplified perturbation, original and attacked maps.
 
-    Both maps share one colour scale (0 .. the larger of the two maxima) with one colour bar.
-    Hovering a map pixel shows its value and rank (``rank_*`` are 0-based rank positions from
-    ``explorer.metrics.rank_positions``; shown 1-based). ``overlay`` in [0, 1): when > 0 each map is
-    drawn over its image with that much opacity of the image showing through. Without an attacked
-    input (``image_adv is None``), only the original image and map are drawn.
-    ``compact`` leaves out the attacked image and the perturbation (image, map, attacked map).
-    Returns ``(figure, amplification factor or None)``.
+    Both maps share one colour scale with one colour bar: from 0 to ``clip_percentile`` of the
+    two maps' joint values (default the 99th; values above it are drawn in the top colour), or
+    to the larger maximum when ``clip_percentile`` is None; the colour bar title states which
+    (:func:`explorer.viz_maps.map_scale`). ``smooth_sigma`` > 0 blurs the maps for display only
+    (hover still shows the raw value). Hovering a map pixel shows its value and rank
+    (``rank_*`` are 0-based rank positions from ``explorer.metrics.rank_positions``; shown
+    1-based). ``overlay`` in [0, 1): when > 0 each map is drawn over its image with that much
+    opacity of the image showing through. Without an attacked input (``image_adv is None``),
+    only the original image and map are drawn. ``compact`` leaves out the attacked image and
+    the perturbation (image, map, attacked map). Returns ``(figure, amplification factor or
+    None)``.
     """
     has_adv = image_adv is not None and map_adv is not None
     if has_adv and compact:
@@ -164,9 +221,7 @@ def side_by_side(
     else:
         factor = None
         panel_titles = [titles[0], titles[3]]
-    zmax = float(max(map_orig.max(), map_adv.max() if has_adv else 0.0))
-    if zmax <= 0:
-        zmax = 1.0
+    scale = map_scale(map_orig, map_adv if has_adv else None, percentile=clip_percentile)
     rgb = to_rgb(image)
     data = [_on(_image_trace(rgb, "original")[0], 1)]
     col = 1
@@ -178,24 +233,55 @@ def side_by_side(
     maps = [(map_orig, rank_orig, rgb, panel_titles[-2 if has_adv else -1])]
     if has_adv:
         maps.append((map_adv, rank_adv, to_rgb(image_adv), panel_titles[-1]))
-    n_pixels = map_orig.size
-    rank_dtype = np.uint16 if n_pixels < 2 ** 16 else np.int32
     for m, r, under, name in maps:
         col += 1
-        if overlay > 0:
-            data.append(_on(dict(type="image", source=png_data_uri(under), hoverinfo="skip"),
-                            col))
-        data.append(_on(dict(
-            type="heatmap", z=np.asarray(m, dtype=np.float32),
-            customdata=(np.asarray(r) + 1).astype(rank_dtype), coloraxis="coloraxis",
-            opacity=(1.0 - overlay) if overlay > 0 else 1.0,
-            hovertemplate=_rank_hover(name)), col))
+        data += _map_traces(m, r, name, col, under=under, overlay=overlay,
+                            smooth_sigma=smooth_sigma)
     layout = _grid_layout(panel_titles, height)
-    layout["coloraxis"] = dict(
-        colorscale=_map_colorscale(), cmin=0.0, cmax=zmax,
-        colorbar=dict(title=dict(text="map", side="right"), thickness=10, len=0.9, x=1.0,
-                      xpad=4))
+    layout["coloraxis"] = _coloraxis(scale, smooth_sigma)
     return _figure(data, layout), factor
+
+
+def map_zoom(
+    map_orig: np.ndarray,
+    map_adv: np.ndarray | None = None,
+    *,
+    rank_orig: np.ndarray | None = None,
+    rank_adv: np.ndarray | None = None,
+    image: np.ndarray | None = None,
+    image_adv: np.ndarray | None = None,
+    titles: Sequence[str] = ("original map", "attacked map"),
+    clip_percentile: float | None = DEFAULT_CLIP_PERCENTILE,
+    smooth_sigma: float = 0.0,
+    overlay: float = 0.0,
+    height: int = 560,
+):
+    """A large, zoomable view of one map, or of the pair with a linked zoom.
+
+    Drag a box to zoom, double-click to reset; with two maps both panels always show the same
+    region (matched axes). Colour scale, smoothing, hover and ``overlay`` (needs ``image`` /
+    ``image_adv``) as in :func:`side_by_side`.
+    """
+    pair = map_adv is not None
+    names = list(titles[:2]) if pair else [titles[0]]
+    scale = map_scale(map_orig, map_adv, percentile=clip_percentile)
+    data = _map_traces(map_orig, rank_orig, names[0], 1,
+                       under=None if image is None else to_rgb(image), overlay=overlay,
+                       smooth_sigma=smooth_sigma)
+    if pair:
+        under = image_adv if image_adv is not None else image
+        data += _map_traces(map_adv, rank_adv, names[1], 2,
+                            under=None if under is None else to_rgb(under), overlay=overlay,
+                            smooth_sigma=smooth_sigma)
+    layout = _grid_layout(names, height, spacing=0.03)
+    layout["dragmode"] = "zoom"
+    if pair:
+        # Linked zoom: panel 2's axes follow panel 1's (its aspect comes with them).
+        layout["xaxis2"]["matches"] = "x"
+        layout["yaxis2"]["matches"] = "y"
+        del layout["yaxis2"]["scaleanchor"], layout["yaxis2"]["scaleratio"]
+    layout["coloraxis"] = _coloraxis(scale, smooth_sigma)
+    return _figure(data, layout)
 
 
 HOVER_TEXT_MAX_PIXELS = 128 * 128  # per-pixel hover labels only up to this size (payload)
@@ -266,6 +352,14 @@ def _legend_entry(label: str, colour: str, group: str, symbol: str = "square") -
                 marker=dict(color=rgb_string(colour), size=11, symbol=symbol))
 
 
+def _marker_note(radius: int) -> dict:
+    """Legend line saying that markers are larger than the pixel they mark."""
+    side = 2 * radius + 1
+    return dict(type="scatter", x=[None], y=[None], mode="markers", hoverinfo="skip",
+                name=f"each marked pixel drawn {side}×{side} px", legendgroup="m",
+                marker=dict(color="rgba(0,0,0,0)", size=1))
+
+
 def overlap_figure(
     map_orig: np.ndarray,
     map_adv: np.ndarray,
@@ -275,6 +369,8 @@ def overlap_figure(
     w: int,
     show_neighbourhood: bool = True,
     height: int = 330,
+    clip_percentile: float | None = DEFAULT_CLIP_PERCENTILE,
+    marker_radius_px: int | None = None,
 ):
     """Which top-k pixels matched exactly, moved within ``w``, or were lost / are new.
 
@@ -282,9 +378,14 @@ def overlap_figure(
     the original map with ``S_k(a)`` split into exact / within / lost, over the translucent
     ``N_w(S_k(b))``. Right: the attacked map with ``S_k(b)`` split into exact / within / new,
     over ``N_w(S_k(a))``. Legend counts are pixel counts; (exact + within) / k is the LENS score.
+    The grey map underneath uses the robust scale of :func:`side_by_side` (``clip_percentile``).
+    Each marked pixel is drawn as a square marker of side ``2 r + 1`` (``marker_radius_px`` r;
+    None: :func:`explorer.viz_maps.marker_radius`, about 1/48 of the image side, so markers look
+    the same size on 28×28 and 224×224); the halo never hides another marked pixel.
     """
     shape = map_orig.shape
-    zmax = float(max(map_orig.max(), map_adv.max(), 1e-12))
+    zmax = map_scale(map_orig, map_adv, percentile=clip_percentile).cmax
+    radius = marker_radius(shape) if marker_radius_px is None else int(marker_radius_px)
     n = {key: int(np.asarray(masks[key]).sum()) for key in
          ("orig_exact", "orig_within", "orig_lost", "adv_exact", "adv_within", "adv_new")}
     prec = (n["orig_exact"] + n["orig_within"]) / k
@@ -306,7 +407,9 @@ def overlap_figure(
             layers.append((masks[hood_key], NEIGHBOURHOOD,
                            "in N_w of the other map's top-k"))
         layers += [(masks[key], colour, label) for key, colour, label in cats]
-        rgb = composite(m, zmax, [(mk, c) for mk, c, _ in layers])
+        painted = expand_markers([(mk, c) for mk, c, _ in layers], radius,
+                                 keep=1 if show_neighbourhood else 0)
+        rgb = composite(m, zmax, painted)
         text = _labels(shape, [(mk, lab) for mk, _, lab in layers])
         data += [_on(t, col) for t in _image_trace(rgb, name, text)]
     entries = [
@@ -320,6 +423,8 @@ def overlap_figure(
     if show_neighbourhood:
         entries.append((f"N_w of the other top-k (w={w})", NEIGHBOURHOOD_LEGEND, "n"))
     data += [_on(_legend_entry(label, colour, group), 1) for label, colour, group in entries]
+    if radius > 0:
+        data.append(_on(_marker_note(radius), 1))
     layout = _grid_layout(titles, height, spacing=0.04, legend=True, bottom=60)
     layout["legend"] = dict(orientation="h", yanchor="top", y=-0.02, x=0, font=dict(size=11))
     return _figure(data, layout)
@@ -349,14 +454,19 @@ def diverse_figure(
     w: int,
     show_squares: bool = False,
     height: int = 330,
+    clip_percentile: float | None = DEFAULT_CLIP_PERCENTILE,
+    marker_radius_px: int | None = None,
 ):
     """Top-k picks and greedy diverse top-k picks ``D_k`` on both maps.
 
     ``masks`` as in :func:`overlap_figure` (``*_topk``, ``*_diverse``, ``*_diverse_count``).
     ``show_squares`` outlines the exclusion square (side 2w+1) around every diverse pick.
+    ``clip_percentile`` and ``marker_radius_px`` as in :func:`overlap_figure` (diverse picks are
+    painted last, so their markers stay visible among the top-k markers).
     """
     shape = map_orig.shape
-    zmax = float(max(map_orig.max(), map_adv.max(), 1e-12))
+    zmax = map_scale(map_orig, map_adv, percentile=clip_percentile).cmax
+    radius = marker_radius(shape) if marker_radius_px is None else int(marker_radius_px)
     titles = []
     for side, label in (("orig", "original"), ("adv", "attacked")):
         found = int(np.asarray(masks[f"{side}_diverse_count"]))
@@ -370,7 +480,7 @@ def diverse_figure(
         layers = [(topk & ~div, TOPK, "top-k pixel"),
                   (div & topk, DIVERSE, "diverse pick (also in top-k)"),
                   (div & ~topk, DIVERSE, "diverse pick")]
-        rgb = composite(m, zmax, [(mk, c) for mk, c, _ in layers])
+        rgb = composite(m, zmax, expand_markers([(mk, c) for mk, c, _ in layers], radius))
         text = _labels(shape, [(mk, lab) for mk, _, lab in layers])
         data += [_on(t, col) for t in _image_trace(rgb, name, text)]
         if show_squares and w > 0:
@@ -383,6 +493,8 @@ def diverse_figure(
     if show_squares and w > 0:
         data.append(_on(_legend_entry(f"exclusion square ({2 * w + 1}×{2 * w + 1})", SQUARE,
                                       "s", symbol="square-open"), 1))
+    if radius > 0:
+        data.append(_on(_marker_note(radius), 1))
     layout = _grid_layout(titles, height, spacing=0.04, legend=True, bottom=40)
     layout["legend"] = dict(orientation="h", yanchor="top", y=-0.02, x=0, font=dict(size=11))
     return _figure(data, layout)
@@ -442,80 +554,3 @@ def history_chart(histories: Mapping[str, np.ndarray], *, measure: str, height: 
                   yaxis=dict(title=dict(text=f"best {measure} so far")),
                   showlegend=len(histories) > 1)
     return _figure(data, layout)
-
-
-# --------------------------------------------------------------------------------------------
-# Matplotlib export (offline-safe PNG / PDF)
-# --------------------------------------------------------------------------------------------
-
-def export_panel(
-    image: np.ndarray,
-    image_adv: np.ndarray,
-    map_orig: np.ndarray,
-    map_adv: np.ndarray,
-    masks: Mapping[str, np.ndarray],
-    *,
-    k: int,
-    w: int,
-    title: str,
-    caption: str = "",
-):
-    """A matplotlib figure of the whole view: images, perturbation, maps, and the overlap panels."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    pert, factor = perturbation_rgb(image, image_adv)
-    zmax = float(max(map_orig.max(), map_adv.max(), 1e-12))
-    fig = Figure(figsize=(13.5, 6.2), dpi=110, layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.15])
-    axes = top.subplots(1, 5)
-    panels = [(to_rgb(image), "original"), (to_rgb(image_adv), "attacked"),
-              (pert, f"perturbation (×{factor:.3g})" if factor else "perturbation (none)")]
-    for ax, (im, t) in zip(axes[:3], panels):
-        ax.imshow(im, interpolation="nearest")
-        ax.set_title(t, fontsize=10)
-    for ax, m, t in ((axes[3], map_orig, "original map"), (axes[4], map_adv, "attacked map")):
-        handle = ax.imshow(m, cmap=MAP_CMAP, vmin=0, vmax=zmax, interpolation="nearest")
-        ax.set_title(t, fontsize=10)
-    top.colorbar(handle, ax=list(axes[3:]), shrink=0.8, label="map value (shared scale)")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    bax = bottom.subplots(1, 2)
-    n = {key: int(np.asarray(masks[key]).sum()) for key in
-         ("orig_exact", "orig_within", "orig_lost", "adv_exact", "adv_within", "adv_new")}
-    sides = [
-        (bax[0], map_orig, "adv_neighbourhood", ("orig_exact", "orig_within", "orig_lost"),
-         ("exact", "within w", "lost"), "original top-k", "LENS-prec"),
-        (bax[1], map_adv, "orig_neighbourhood", ("adv_exact", "adv_within", "adv_new"),
-         ("exact", "within w", "new"), "attacked top-k", "LENS-recall"),
-    ]
-    for ax, m, hood, keys, labels, name, score in sides:
-        layers = [(masks[hood], NEIGHBOURHOOD)] + [
-            (masks[key], c) for key, c in zip(keys, (EXACT, WITHIN, MISSED))]
-        ax.imshow(composite(m, zmax, layers), interpolation="nearest")
-        frac = (n[keys[0]] + n[keys[1]]) / k
-        ax.set_title(f"{name}: (exact + within)/k = {frac:.3f} ({score})", fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        handles = [Patch(color=_rgba(c), label=f"{lab} {n[key]}")
-                   for key, lab, c in zip(keys, labels, (EXACT, WITHIN, MISSED))]
-        handles.append(Patch(color=_rgba(NEIGHBOURHOOD), label=f"N_w other top-k (w={w})"))
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-                  frameon=False)
-    fig.suptitle(title, fontsize=11)
-    if caption:
-        fig.text(0.01, 0.003, caption, fontsize=7, ha="left", va="bottom")
-    return fig
-
-
-def figure_bytes(fig, fmt: str) -> bytes:
-    """Render a matplotlib figure to ``png`` or ``pdf`` bytes."""
-    if fmt not in ("png", "pdf"):
-        raise ValueError(f"format must be 'png' or 'pdf'; got {fmt!r}")
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt)
-    return buf.getvalue()

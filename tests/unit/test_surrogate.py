@@ -236,3 +236,117 @@ def test_conv_subclasses_keep_their_own_forward():
     assert type(s.module[0]) is SamePad
     x = torch.rand(1, 1, 5, 5)
     torch.testing.assert_close(s(x), nn.functional.softplus(net[0](x)))
+
+
+# ---- the fast construction (default) against the earlier one and against autograd -----------
+
+def _first_and_second(model, x, v):
+    out = model(x)
+    g, = torch.autograd.grad((out * v).sum(), x, create_graph=True)
+    h, = torch.autograd.grad((g.abs() * torch.linspace(0.5, 1.5, g.numel(), dtype=g.dtype)
+                              .view_as(g)).sum(), x)
+    return out, g, h
+
+
+class TfSamePad(nn.Conv2d):
+    """A TensorFlow-style "same" convolution: pads, then calls F.conv2d itself."""
+
+    def forward(self, x):
+        return F.conv2d(F.pad(x, (1, 1, 1, 1)), self.weight, self.bias, self.stride, 0,
+                        self.dilation, self.groups)
+
+
+def _block():
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
+        TfSamePad(8, 8, 3, stride=2, groups=8, bias=False), nn.BatchNorm2d(8), nn.Hardswish(),
+        nn.Conv2d(8, 4, 1), nn.LeakyReLU(0.1), nn.Hardtanh(-0.5, 1.5), nn.Flatten(),
+        nn.Linear(4 * 5 * 5, 3), nn.ReLU(), nn.Hardsigmoid())
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return net.double().eval()
+
+
+@pytest.mark.parametrize("beta", [2.0, 10.0])
+def test_fast_surrogate_equals_the_earlier_one_to_second_order(beta):
+    """Fused smooth activations, F.conv2d calls of conv subclasses (a depthwise "same" conv) and
+    eval-mode batch norms: value, gradient and second derivative as before (float64)."""
+    net = _block()
+    x = torch.rand(2, 3, 9, 9, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, 3, dtype=torch.float64)
+    slow = _first_and_second(smooth_model(net, beta, fast=False), x, v)
+    fast = _first_and_second(smooth_model(net, beta), x, v)
+    for a, b in zip(slow, fast):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-13)
+    assert fast[2].abs().max() > 1e-6  # the second derivative is really exercised
+
+
+def test_fused_smooth_step_matches_the_closed_form_to_second_order():
+    from explorer.surrogate import _SmoothStep
+
+    z = torch.linspace(-8.0, 12.0, 81, dtype=torch.float64, requires_grad=True)
+    b, lo, hi = 3.0, -1.0, 2.0
+    ref = lambda t: sp(t - lo, b) - sp(t - hi, b)  # noqa: E731
+    out = _SmoothStep.apply(z, lo, hi, b)
+    torch.testing.assert_close(out, ref(z))
+    g, = torch.autograd.grad(out.sum(), z, create_graph=True)
+    s1, s2 = torch.sigmoid(b * (z - lo)), torch.sigmoid(b * (z - hi))
+    torch.testing.assert_close(g, s1 - s2)  # closed-form first derivative
+    c = torch.cos(z.detach())  # a constant weight
+    h, = torch.autograd.grad((g * c).sum(), z)
+    torch.testing.assert_close(h, c * b * (s1 * (1 - s1) - s2 * (1 - s2)))
+    # Third derivative (the second pass itself with create_graph=True): still exact.
+    g2, = torch.autograd.grad(out.sum(), z, create_graph=True)
+    h2, = torch.autograd.grad((g2 * c).sum(), z, create_graph=True)
+    t, = torch.autograd.grad(h2.sum(), z)
+    torch.testing.assert_close(t, c * b ** 2 * (s1 * (1 - s1) * (1 - 2 * s1)
+                                                - s2 * (1 - s2) * (1 - 2 * s2)))
+
+
+def test_fast_paths_leave_trainable_layers_on_the_standard_path():
+    net = _block()
+    s = smooth_model(net, 2.0)
+    s.module[4].weight.requires_grad_(True)  # someone fine-tunes a batch norm of the copy
+    s.module[3].weight.requires_grad_(True)  # and the depthwise convolution
+    s(torch.rand(1, 3, 9, 9, dtype=torch.float64)).sum().backward()
+    assert s.module[4].weight.grad is not None and s.module[3].weight.grad is not None
+    assert "fast=False" in repr(smooth_model(net, 2.0, fast=False))
+
+
+class UsesView(nn.Module):
+    """Flattens with Tensor.view, which a channels-last activation cannot do."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 5 * 5, 2)
+
+    def forward(self, x):
+        z = torch.relu(self.conv(x))
+        return self.fc(z.view(z.shape[0], -1))
+
+
+def test_channels_last_copy_returns_contiguous_gradients_and_falls_back_for_view():
+    net = _block()
+    s = smooth_model(net, 2.0)
+    assert s.module[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert net[0].weight.is_contiguous()  # the original keeps its layout
+    x = torch.rand(2, 3, 9, 9, dtype=torch.float64, requires_grad=True)
+    g, = torch.autograd.grad(s(x).sum(), x)
+    assert g.is_contiguous()
+    # A model that needs the standard layout: the copy falls back once and gives the same
+    # numbers as the earlier construction.
+    v = UsesView().double().eval()
+    fast, slow = smooth_model(v, 2.0), smooth_model(v, 2.0, fast=False)
+    x = torch.rand(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 2, dtype=torch.float64)
+    a, b = _first_and_second(fast, x, w), _first_and_second(slow, x, w)
+    assert not fast.channels_last
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-13)
