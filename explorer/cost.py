@@ -22,14 +22,23 @@ architecture (input)        real   surrogate  double  real   surrogate  double
                             MB     MB         MB      s      s          s
 ==========================  =====  =========  ======  =====  =========  ======
 efficientnet_lite0 (224²)   93     171        374     0.37   0.53       0.85
+squeezenet1_1 (224²)        26     37         62      0.21   0.18       0.29
+resnet18 (224²)             35     52         106     1.00   0.35       1.75
+resnet50 (224²)             97     125        328     0.51   3.24       6.86
+cnn5 (Flowers-102, 128²)    17     25         46      0.18   0.25       0.37
+cnn3 (GTSRB, 32²)           4.5    1.9        2.5     0.010  0.012      0.032
+small_cnn (MNIST, 28²)      0.5    0.6        1.1     0.008  0.017      0.024
 ==========================  =====  =========  ======  =====  =========  ======
 
 *real*: the real model's forward + backward without a graph (an attribution map, one row);
 *surrogate*: the same on the smooth surrogate (pass 1 of a chunked attack gradient); *double*:
 the surrogate's forward, backward with ``create_graph=True`` and the second backward (the graph
 an attack keeps per row). The loaded model and torch themselves take about 0.65 GB of RSS for
-EfficientNet-Lite0 (not counted in the job's bytes). Times were taken at load average 7–10
-and are upper bounds on a quiet machine. On CUDA the bytes are device memory and the times
+EfficientNet-Lite0, 0.75–1.0 GB for the torchvision models, 0.55 GB for the small CNNs (not
+counted in the job's bytes). Times were taken at load average 7–19 (other jobs running), so
+they are upper bounds on a quiet machine and single figures are noisy (resnet18's real-model
+time above its surrogate's is such noise); below 5 MB per row the figures are at the
+resolution of ``ru_maxrss`` and only say "negligible". On CUDA the bytes are device memory and the times
 are not calibrated: the CPU times are reported as an upper bound.
 
 Architectures without a row in the table (a user model) are estimated from the input size
@@ -89,8 +98,15 @@ class RowCost:
     model_mb: float = 0.0  # RSS of torch + the loaded model (for the report only)
 
 
+_IMAGENET, _FLOWERS, _GTSRB, _MNIST = 3 * 224 * 224, 3 * 128 * 128, 3 * 32 * 32, 28 * 28
 CALIBRATION: dict[str, RowCost] = {
-    "efficientnet_lite0": RowCost(3 * 224 * 224, 93.2, 171.2, 374.3, 0.366, 0.529, 0.847, 650),
+    "efficientnet_lite0": RowCost(_IMAGENET, 93.2, 171.2, 374.3, 0.366, 0.529, 0.847, 650),
+    "squeezenet1_1": RowCost(_IMAGENET, 25.5, 37.1, 62.4, 0.209, 0.179, 0.288, 740),
+    "resnet18": RowCost(_IMAGENET, 34.9, 51.5, 106.1, 1.005, 0.348, 1.751, 790),
+    "resnet50": RowCost(_IMAGENET, 96.6, 125.0, 328.2, 0.505, 3.236, 6.862, 920),
+    "cnn5": RowCost(_FLOWERS, 16.8, 25.2, 46.3, 0.178, 0.253, 0.369, 550),
+    "cnn3": RowCost(_GTSRB, 4.5, 1.9, 2.5, 0.0095, 0.0115, 0.0323, 530),
+    "small_cnn": RowCost(_MNIST, 0.5, 0.6, 1.1, 0.0083, 0.0171, 0.024, 535),
 }
 
 DEFAULT_JOB_BUDGET_BYTES: dict[str, float] = {"cpu": 1.0e9, "cuda": 4.0e9}
