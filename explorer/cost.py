@@ -13,6 +13,16 @@ Four parts:
   grants requests in FIFO order and never lets the reserved total pass the budget; a waiting
   request knows its place in the queue. :func:`server_budget` is the process-wide one.
 
+Typical use by a page (the queue position is shown while waiting)::
+
+    est = cost.estimate_attack("imagenet", "smoothgrad", {"n_samples": 50}, steps=20)
+    decision = cost.decide(est)             # "run" | "confirm" (show the time) | "refuse"
+    ticket = cost.server_budget().request(est.peak_bytes)
+    while not ticket.wait(timeout=0.5):
+        show(f"waiting: place {ticket.position} in the queue")
+    with ticket:                            # released on exit, exceptions included
+        attacks.attack(...)
+
 Calibration (``python benchmarks/bench_memory.py --calibrate``; this 2-core CPU shared with
 other jobs, 1 torch thread, torch 2.14 CPU, float32, freshly initialised weights: memory and
 time do not depend on them). Per input row, slope between 1 and 3 rows:
@@ -284,7 +294,8 @@ def estimate_attack(dataset: str, method: str, method_params: Mapping[str, Any] 
 @dataclass(frozen=True)
 class Budgets:
     """Limits for one job: below ``click_seconds`` it runs at once; up to ``max_seconds`` it
-    needs a click; above, or above ``job_bytes`` of memory, it is refused."""
+    needs a click; above, or above ``job_bytes`` of memory (on top of the loaded model), it is
+    refused. On CUDA pass ``job_bytes=DEFAULT_JOB_BUDGET_BYTES["cuda"]``."""
 
     job_bytes: float = DEFAULT_JOB_BUDGET_BYTES["cpu"]
     click_seconds: float = 30.0
