@@ -174,7 +174,8 @@ def bench(args) -> None:
           f"per-job budget {cost.DEFAULT_JOB_BUDGET_BYTES['cpu'] / 1e9:g} GB; "
           f"load average {os.getloadavg()[0]:.1f}")
     rows = []
-    for method, n_full in (("smoothgrad", args.sg_samples), ("integrated_gradients", args.ig_steps)):
+    for method, n_full in (("smoothgrad", args.sg_samples),
+                           ("integrated_gradients", args.ig_steps)):
         label = "SmoothGrad" if method == "smoothgrad" else "IG"
         res = {}
         for chunk, n in [("after", n_full), ("after", max(args.before_n))] + \
