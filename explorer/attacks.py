@@ -51,8 +51,9 @@ import numpy as np
 import torch
 
 from . import metrics
-from .attributions import (METHODS, attribute_with_logits, resolve_target, to_map,
-                           validate_input, _check_model, _method)
+from .attributions import (METHODS, attribute_with_logits, map_loss_gradient, resolve_target,
+                           to_map, validate_input, _check_model, _method)
+from .cost import default_chunk
 from .params import Param, resolve
 from .surrogate import DEFAULT_BETA, _check_beta, smooth_model
 
@@ -457,12 +458,9 @@ def attack(model, x, *, method: str = "saliency", method_params: dict | None = N
         elif attack == "random_walk":
             cur = project(cur + step_size * signs())
         else:
-            xt = cur.detach().requires_grad_(True)
-            with torch.enable_grad():
-                attr, _ = attribute_with_logits(surrogate, xt, method, mparams, target, True,
-                                                validate=False)
-                loss = loss_fn(to_map(attr)).sum()
-                (grad,) = torch.autograd.grad(loss, xt)
+            grad = map_loss_gradient(surrogate, cur, method, mparams, target,
+                                     lambda m: loss_fn(m).sum(), validate=False,
+                                     chunk=default_chunk(method, mparams, cur))
             cur = project(cur + step_size * grad.sign())
         # ---- evaluation on the real model ---------------------------------------------------
         map_t, logits_t = _evaluate(model, cur, method, mparams, target)

@@ -22,6 +22,10 @@ Methods (keys of :data:`METHODS`; their parameters are declared once, in the reg
   ``σ = sigma``. Noisy copies are not clipped.
 - ``input_x_gradient``: ``x ⊙ ∂ logit_y / ∂x``.
 
+Attacks need ``∇_x L(to_map(A(x)))``; :func:`map_loss_gradient` computes it chunk by chunk
+of noisy copies / path points, so that its peak memory is set by the chunk size, not by the
+number of samples or steps.
+
 Randomness (SmoothGrad noise, the uniform IG baseline) comes from a CPU ``torch.Generator``
 seeded by the method's ``seed`` parameter, drawn once per call with shape ``(n, C, H, W)``
 (resp. ``(C, H, W)``) and shared by every image of the batch: an image's attribution does not
@@ -58,10 +62,15 @@ __all__ = [
     "completeness_gap",
     "validate_input",
     "resolve_target",
+    "map_loss_gradient",
+    "chunked_rows",
+    "forward_chunk_rows",
 ]
 
-# Input values per forward chunk when internal_batch_size = 0 ("auto").
-_AUTO_CHUNK_VALUES = {"cpu": 2 ** 21, "cuda": 2 ** 23}
+# Input values per forward chunk when internal_batch_size = 0 ("auto"). On the CPU 2**19
+# values = 3 rows of 224×224×3: about 0.3 GB for EfficientNet-Lite0's forward + backward
+# (93 MB per row, see explorer.cost); 2**21 took 1.2 GB per SmoothGrad / IG map.
+_AUTO_CHUNK_VALUES = {"cpu": 2 ** 19, "cuda": 2 ** 23}
 BASELINES = ("zeros", "blur", "uniform")
 
 
@@ -146,11 +155,18 @@ def resolve_target(target, n: int, num_classes: int | None, device) -> torch.Ten
     return t.to(device)
 
 
-def _chunk_rows(x: torch.Tensor, internal_batch_size: int) -> int:
+def forward_chunk_rows(values_per_row: int, internal_batch_size: int = 0,
+                       device="cpu") -> int:
+    """Rows per forward pass of SmoothGrad / IG maps: ``internal_batch_size`` when set, else
+    about :data:`_AUTO_CHUNK_VALUES` input values (at least 1 row)."""
     if internal_batch_size > 0:
-        return internal_batch_size
-    budget = _AUTO_CHUNK_VALUES["cuda" if x.is_cuda else "cpu"]
-    return max(1, budget // x[0].numel())
+        return int(internal_batch_size)
+    kind = "cuda" if str(getattr(device, "type", device)).startswith("cuda") else "cpu"
+    return max(1, _AUTO_CHUNK_VALUES[kind] // int(values_per_row))
+
+
+def _chunk_rows(x: torch.Tensor, internal_batch_size: int) -> int:
+    return forward_chunk_rows(x[0].numel(), internal_batch_size, x.device)
 
 
 def _seeded(shape, seed: int, x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -314,7 +330,8 @@ class MethodInfo:
 _CHUNK = Param("internal_batch_size", "int", 0, min=0, max=100_000, step=1,
                label="points per forward pass",
                help="How many path points / noisy copies go through the model at once; 0 picks "
-                    "a size automatically (about 2 million input values on CPU, 8 on GPU). "
+                    "a size automatically (about 0.5 million input values on CPU, 8 million on "
+                    "GPU). "
                     "Does not change the result.")
 
 METHODS: dict[str, MethodInfo] = {
@@ -479,3 +496,128 @@ def completeness_gap(model, x, attribution, target=None, baseline="zeros",
         fb = model(b)
         delta = fx.gather(1, t.view(-1, 1)) - fb.gather(1, t.view(-1, 1))
         return attribution.detach().flatten(1).sum(dim=1) - delta.view(-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient of a loss of the map, chunk by chunk (memory bounded by the chunk size)
+# --------------------------------------------------------------------------------------------
+
+_CHUNKED = ("smoothgrad", "integrated_gradients")
+
+
+def chunked_rows(method: str, params: dict | None, n_images: int) -> int:
+    """Rows (image × noisy copy / path point) that SmoothGrad / IG push through the model for
+    ``n_images`` images; 0 for the single-pass methods (saliency, input × gradient)."""
+    values = resolve(_method(method).params, params)
+    copies = values.get("n_samples", values.get("steps", 0)) if method in _CHUNKED else 0
+    return int(n_images) * int(copies)
+
+
+def _rows(n_rows: int, chunk: int, device):
+    for start in range(0, n_rows, chunk):
+        yield torch.arange(start, min(start + chunk, n_rows), device=device)
+
+
+def _smoothgrad_vjp(model, x0, target, v, chunk, n_samples=50, sigma=0.15, seed=0,
+                    internal_batch_size=0):
+    """``∇_x <v, SmoothGrad(x)>`` = mean over copies of the Hessian-vector products
+    ``H(x + ε_s) v``, one chunk of rows (image-major) at a time."""
+    noise = _seeded((n_samples,) + tuple(x0.shape[1:]), seed, x0, "normal") * sigma
+    out = torch.zeros_like(x0)
+    for rows in _rows(x0.shape[0] * n_samples, chunk, x0.device):
+        img, cp = rows // n_samples, rows % n_samples
+        points = (x0[img] + noise[cp]).requires_grad_(True)  # a leaf: d points / dx = I
+        grad, _, _ = _grad_rows(model, points, target[img], True)
+        (h,) = torch.autograd.grad((v[img] * grad).sum(), points)
+        out.index_add_(0, img, h)
+        del grad, h, points  # this chunk's graph is gone before the next one is built
+    return out / n_samples
+
+
+def _ig_parts(model, x0, target, steps, baseline, seed, internal_batch_size):
+    """Pass 1 of IG without a graph: ``(x - b, mean path gradient)``."""
+    b = make_baseline(x0, baseline, seed).detach()
+    diff = x0 - b
+    alphas = torch.arange(1, steps + 1, device=x0.device, dtype=x0.dtype) / steps
+    mean_grad = _path_gradients(
+        model, x0, lambda img, cp: b[img] + alphas[cp].view(-1, 1, 1, 1) * diff[img],
+        steps, target, False, internal_batch_size)
+    return diff, mean_grad
+
+
+def _ig_vjp(model, x0, target, v, diff, mean_grad, chunk, steps=50, baseline="zeros", seed=0,
+            internal_batch_size=0):
+    """``∇_x <v, (x - b(x)) ⊙ M(x)>`` by the product rule: ``J_{x-b}ᵀ (v ⊙ M)`` plus
+    ``∇_x <v ⊙ (x - b), M(x)>``, the latter summed over chunks of path points
+    ``b(x) + α (x - b(x))``. Each chunk rebuilds ``b(x)`` from a fresh leaf, so a baseline that
+    depends on ``x`` (blur) is differentiated too; its graph is freed with the chunk's."""
+    alphas = torch.arange(1, steps + 1, device=x0.device, dtype=x0.dtype) / steps
+    u, wv = v * mean_grad, v * diff
+    xl = x0.detach().requires_grad_(True)
+    (out,) = torch.autograd.grad((u * (xl - make_baseline(xl, baseline, seed))).sum(), xl)
+    for rows in _rows(x0.shape[0] * steps, chunk, x0.device):
+        img, cp = rows // steps, rows % steps
+        xl = x0.detach().requires_grad_(True)
+        b = make_baseline(xl, baseline, seed)
+        points = b[img] + alphas[cp].view(-1, 1, 1, 1) * (xl - b)[img]
+        grad, _, _ = _grad_rows(model, points, target[img], True)
+        (h,) = torch.autograd.grad((wv[img] * grad).sum() / steps, xl)
+        out = out + h
+        del grad, h, points, b, xl
+    return out
+
+
+def map_loss_gradient(model, x, method: str, params: dict | None, target,
+                      loss_fn: Callable[[torch.Tensor], torch.Tensor], *,
+                      chunk: int | None = None, validate: bool = True) -> torch.Tensor:
+    """``∇_x loss_fn(to_map(A(x)))`` for the ``method`` attribution ``A``, ``(N, C, H, W)``.
+
+    ``loss_fn`` maps the ``(N, H, W)`` map to a scalar tensor. Second-order terms through the
+    model are included (use a smooth model: a ReLU net has none). ``target``: a LongTensor
+    ``(N,)`` or None (the prediction at ``x``, held fixed).
+
+    Saliency and input × gradient: one graph, one double-backward (their graph is one image's
+    size). SmoothGrad and IG, with ``chunk`` rows (image × noisy copy / path point) at a time:
+
+    1. ``A(x)`` without a graph, ``chunk`` rows per forward pass;
+    2. ``v = ∂L/∂A`` by autograd through :func:`to_map` and ``loss_fn`` only;
+    3. ``∇_x <v, A(x)>`` accumulated chunk by chunk, each chunk's graph (with
+       ``create_graph=True`` for its gradients) freed after its backward.
+
+    Equal to the one-graph gradient up to rounding; peak memory is one chunk's double-backward
+    graph instead of all rows'. ``chunk=None`` (or ≥ all rows) builds the one graph of all rows
+    at once (the old path: fastest, memory grows with samples / steps); see
+    :mod:`explorer.cost` for a chunk that fits a memory budget.
+    """
+    info = _method(method)
+    values = resolve(info.params, params)
+    if validate:
+        validate_input(x)
+        _check_model(model, x)
+        target = resolve_target(target, x.shape[0], None, x.device)
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, Integral)
+                              or chunk < 1):
+        raise ValueError(f"chunk must be a positive integer (rows per backward) or None; "
+                         f"got {chunk!r}")
+    x0 = x.detach()
+    n_rows = chunked_rows(method, values, x0.shape[0])
+    with torch.enable_grad():
+        if chunk is None or chunk >= n_rows:
+            xt = x.detach().requires_grad_(True)
+            attr, _ = info.fn(model, xt, target, True, **values)
+            (grad,) = torch.autograd.grad(loss_fn(to_map(attr)), xt)
+            return grad
+        target = _target_for(model, x0, target)
+        chunk = int(chunk)
+        if method == "smoothgrad":
+            attr, _ = info.fn(model, x0, target, False, **{**values, "internal_batch_size": chunk})
+        else:
+            diff, mean_grad = _ig_parts(model, x0, target, values["steps"], values["baseline"],
+                                        values["seed"], chunk)
+            attr = diff * mean_grad
+        a = attr.detach().requires_grad_(True)
+        (v,) = torch.autograd.grad(loss_fn(to_map(a)), a)
+        del a, attr
+        if method == "smoothgrad":
+            return _smoothgrad_vjp(model, x0, target, v, chunk, **values)
+        return _ig_vjp(model, x0, target, v, diff, mean_grad, chunk, **values)

@@ -316,3 +316,122 @@ def test_cuda_matches_cpu(method, x):
     gpu = A.attribute(model.cuda(), x.cuda(), method)
     assert gpu.is_cuda
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-3)
+
+
+# --------------------------------------------------------------------------------------------
+# map_loss_gradient: the chunked attack gradient equals the one-graph gradient
+# --------------------------------------------------------------------------------------------
+
+class CountRows(nn.Module):
+    """Wraps a model and records the batch size of every forward call."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls = net, []
+
+    def forward(self, x):
+        self.calls.append(x.shape[0])
+        return self.net(x)
+
+
+def softplus_net64():
+    """A small smooth CNN in float64 (softplus: non-zero second derivatives everywhere)."""
+    torch.manual_seed(11)
+    net = nn.Sequential(nn.Conv2d(C, 5, 3, padding=1), nn.Softplus(beta=2.0),
+                        nn.Conv2d(5, 4, 3, padding=1), nn.Softplus(beta=3.0), nn.Flatten(),
+                        nn.Linear(4 * H * W, 3)).double().eval()
+    with torch.no_grad():
+        net[0].weight.mul_(3.0)
+    return net
+
+
+def nonlinear_loss(m):
+    """A loss of the (N, H, W) map that is neither linear nor separable in the map."""
+    weight = torch.linspace(-1.0, 2.0, H * W, dtype=m.dtype).view(H, W)
+    return ((m * weight).sum(dim=(1, 2)) ** 2).sum() + (m[:, 0, :] ** 3).sum()
+
+
+def one_graph_gradient(model, x, method, params, target, loss_fn):
+    """The reference: the whole attribution with create_graph=True, then one backward."""
+    xt = x.detach().clone().requires_grad_(True)
+    attr = A.attribute(model, xt, method, params, target, create_graph=True)
+    (g,) = torch.autograd.grad(loss_fn(A.to_map(attr)), xt)
+    return g
+
+
+CHUNK_CASES = [
+    ("smoothgrad", {"n_samples": 7, "sigma": 0.2, "seed": 3}),
+    ("integrated_gradients", {"steps": 6, "baseline": "zeros"}),
+    ("integrated_gradients", {"steps": 6, "baseline": "blur"}),
+    ("integrated_gradients", {"steps": 6, "baseline": "uniform", "seed": 5}),
+]
+
+
+@pytest.mark.parametrize("method,params", CHUNK_CASES,
+                         ids=["smoothgrad", "ig-zeros", "ig-blur", "ig-uniform"])
+@pytest.mark.parametrize("chunk", [1, 2, 5, 13])
+@pytest.mark.parametrize("target", [None, "given"])
+def test_chunked_map_loss_gradient_equals_one_graph(method, params, chunk, target):
+    net = softplus_net64()
+    x = torch.rand(3, C, H, W, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([2, 0, 1]) if target == "given" else None
+    ref = one_graph_gradient(net, x, method, params, t, nonlinear_loss)
+    assert ref.abs().max() > 1e-2  # a real gradient, not a vanishing one
+    got = A.map_loss_gradient(net, x, method, params, t, nonlinear_loss, chunk=chunk)
+    assert got.dtype == torch.float64 and got.shape == x.shape
+    assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12), (got - ref).abs().max()
+
+
+@pytest.mark.parametrize("method", ["saliency", "input_x_gradient"])
+def test_single_pass_methods_keep_one_double_backward(method):
+    net = CountRows(softplus_net64()).eval()
+    x = torch.rand(3, C, H, W, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    t = torch.tensor([0, 1, 2])
+    ref = one_graph_gradient(net, x, method, None, t, nonlinear_loss)
+    net.calls.clear()
+    got = A.map_loss_gradient(net, x, method, None, t, nonlinear_loss, chunk=1)
+    assert net.calls == [3]  # one forward of the batch: one graph, one double backward
+    assert torch.allclose(got, ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("method,params", CHUNK_CASES[:2], ids=["smoothgrad", "ig"])
+def test_chunked_gradient_never_puts_more_rows_than_the_chunk_through_the_model(method, params):
+    net = CountRows(softplus_net64()).eval()
+    x = torch.rand(3, C, H, W, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    rows = 3 * (params.get("n_samples") or params["steps"])  # 21 or 18
+    t = torch.tensor([1, 1, 0])
+    A.map_loss_gradient(net, x, method, params, t, nonlinear_loss, chunk=4)
+    assert max(net.calls) == 4
+    assert sum(net.calls) == 2 * rows  # pass 1 and pass 2 each see every row once
+    # chunk=None (or a chunk >= all rows) is the one-graph path: all rows, once.
+    net.calls.clear()
+    A.map_loss_gradient(net, x, method, {**params, "internal_batch_size": rows}, t,
+                        nonlinear_loss, chunk=None)
+    assert net.calls == [rows]
+
+
+def test_chunked_smoothgrad_gradient_depends_on_the_seed():
+    net = softplus_net64()
+    x = torch.rand(2, C, H, W, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    p = {"n_samples": 5, "sigma": 0.3}
+    a = A.map_loss_gradient(net, x, "smoothgrad", {**p, "seed": 1}, None, nonlinear_loss, chunk=2)
+    b = A.map_loss_gradient(net, x, "smoothgrad", {**p, "seed": 1}, None, nonlinear_loss, chunk=3)
+    c = A.map_loss_gradient(net, x, "smoothgrad", {**p, "seed": 2}, None, nonlinear_loss, chunk=2)
+    assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert (a - c).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("chunk", [0, -2, 1.5, True, "4"])
+def test_map_loss_gradient_bad_chunk(lin, x, chunk):
+    with pytest.raises(ValueError, match="chunk must be a positive integer"):
+        A.map_loss_gradient(lin, x, "smoothgrad", None, None, lambda m: m.sum(), chunk=chunk)
+
+
+def test_chunked_rows_and_forward_chunk_rows():
+    assert A.chunked_rows("smoothgrad", {"n_samples": 7}, 3) == 21
+    assert A.chunked_rows("integrated_gradients", None, 2) == 100  # 50 steps by default
+    assert A.chunked_rows("saliency", None, 5) == 0
+    assert A.forward_chunk_rows(3 * 224 * 224) == 3  # 2**19 values on the CPU
+    assert A.forward_chunk_rows(784) == 668
+    assert A.forward_chunk_rows(784, internal_batch_size=5) == 5
+    assert A.forward_chunk_rows(10 ** 7) == 1
