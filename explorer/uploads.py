@@ -202,10 +202,11 @@ def load_upload(data: bytes, filename: str, dataset: str, invert: bool = False) 
     side = min(info.size)
     with im:
         plan = plan_decode(im, name, side)
-        try:
-            small = _decode_small(im, plan, info.channels)
-        except UploadError:
-            raise
+        prep = T.Compose([T.Resize(side), T.CenterCrop(info.size), T.ToTensor()])
+        try:  # decoding, shrinking and the final resize, all within the plan's bounds
+            x = prep(_decode_small(im, plan, info.channels)).unsqueeze(0).clamp_(0.0, 1.0)
+        except UploadError as exc:
+            raise UploadError(f"{name} was refused while decoding: {exc}; {ALLOWED_UPLOADS}") from None
         except MemoryError:
             raise UploadError(
                 f"{name}: the server has not enough free memory to decode it now; try again "
@@ -215,8 +216,6 @@ def load_upload(data: bytes, filename: str, dataset: str, invert: bool = False) 
             raise UploadError(
                 f"{name} is truncated or corrupt ({exc}); upload a complete file ({ALLOWED_UPLOADS})"
             ) from None
-    prep = T.Compose([T.Resize(side), T.CenterCrop(info.size), T.ToTensor()])
-    x = prep(small).unsqueeze(0).clamp_(0.0, 1.0)
     return 1.0 - x if invert else x
 
 
