@@ -107,7 +107,8 @@ def plan_decode(im, name: str, target_side: int) -> DecodePlan:
 
     ``target_side`` is the model input's shorter side: decoding aims at twice that.
     """
-    fmt = im.format or "?"
+    # MPO (a JPEG with extra pictures, as many phones write) decodes as a JPEG.
+    fmt = "JPEG" if im.format == "MPO" else (im.format or "?")
     w, h = im.size
     if w < 1 or h < 1:
         raise UploadError(f"{name} has no pixels ({w}×{h}); {ALLOWED_UPLOADS}")

@@ -211,6 +211,21 @@ def test_48_megapixel_jpeg_accepted_and_downscaled_while_decoding(phone_jpeg):
     _still_works()
 
 
+def test_phone_mpo_photo_decodes_as_a_jpeg():
+    # Many phones write MPO (a JPEG followed by more pictures); it is shrunk while decoding too.
+    g = Image.linear_gradient("L").resize((4000, 3000))
+    buf = io.BytesIO()
+    g.convert("RGB").save(buf, "MPO", save_all=True, append_images=[g.convert("RGB")], quality=80)
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        assert im.format == "MPO"
+        plan = uploads.plan_decode(im, "phone.jpg", 224)
+    assert plan.format == "JPEG" and plan.jpeg_scale == 4 and plan.decoded == (1000, 750)
+    x = data.load_upload(buf.getvalue(), "phone.jpg", "imagenet")
+    assert x.shape == (1, 3, 224, 224)
+    # the gradient runs top (black) to bottom (white); the centre crop keeps that order
+    assert x[0, 0, 5].mean() < x[0, 0, -5].mean() - 0.3
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "I;16", "P"])
 def test_strip_wise_shrinking_equals_converting_the_whole_image(mode):
     """A large image is converted and box-shrunk in strips; the result equals converting the
