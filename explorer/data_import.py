@@ -304,6 +304,8 @@ def _import_idx(info, src: Path, dest: Path, verify: bool) -> ImportReport:
     good = [s for s in complete if s.problem is None]
     if not good:
         raise ImportRefused(complete[0].problem)
+    broken = "; ".join(s.problem for s in complete if s.problem)
+    broken = f" (also found and unreadable: {broken})" if broken else ""
     mine = [s for s in good if s.identity == info.key]
     others = [s for s in good if s.identity not in (None, info.key)]
     unknown = [s for s in good if s.identity is None]
@@ -327,8 +329,8 @@ def _import_idx(info, src: Path, dest: Path, verify: bool) -> ImportReport:
         if others and not unknown:
             cmds = ", ".join(f"`python -m explorer data import {s.identity} {s.folder}`" for s in others)
             raise ImportRefused(
-                f"{src} holds no {info.name} files: it holds {found}. Import those with {cmds}, "
-                f"or give a folder with the published {info.name} IDX files"
+                f"{src} holds no {info.name} files: it holds {found}{broken}. Import those with "
+                f"{cmds}, or give a folder with the published {info.name} IDX files"
             )
         s = unknown[0]
         stem = "t10k-images-idx3-ubyte"
@@ -338,7 +340,7 @@ def _import_idx(info, src: Path, dest: Path, verify: bool) -> ImportReport:
             f"the published {info.name} files (SHA-256 of {stem}: {s.sha[stem][:16]}..., "
             f"published: {KNOWN_IDX_SHA256[info.key][stem][:16]}...; the published sets have "
             f"{PUBLISHED_COUNTS['train']} train and {PUBLISHED_COUNTS['test']} test images)"
-            + (f"; also found: {found}" if found else "")
+            + (f"; also found: {found}" if found else "") + broken
             + ". Pass --unverified to import them anyway"
         )
     _ensure_writable(dest)

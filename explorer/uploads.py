@@ -61,8 +61,8 @@ UPLOAD_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 # decoder holds its canvas, the decoded frame and PIL's copy at once (~15.5 bytes measured).
 _BYTES_PER_PIXEL = {"WEBP": 16}
 _DEFAULT_BYTES_PER_PIXEL = 4
-_STRIP_PIXELS = 1_000_000  # pixels converted at a time while shrinking
-_STRIP_BYTES = 8 * _STRIP_PIXELS  # a strip, its converted copy and its reduction
+_STRIP_PIXELS = 500_000  # pixels converted at a time while shrinking
+_STRIP_BYTES = 24 * _STRIP_PIXELS  # a strip and its copies (RGBA: convert, white, composite, RGB)
 
 MAX_WEBP_PIXELS = (UPLOAD_MEMORY_BUDGET - _STRIP_BYTES) // (_BYTES_PER_PIXEL["WEBP"] + 1)
 MAX_WEBP_PIXELS = MAX_WEBP_PIXELS // 1_000_000 * 1_000_000  # a round figure for the messages
