@@ -376,3 +376,15 @@ def test_imagenet_class_names_match_torchvision():
 
     assert data.DATASETS["imagenet"].class_names == list(
         ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def test_moved_names_stay_reachable_from_data():
+    """Upload and import code lives in its own modules; ``data.NAME`` still reaches it."""
+    from explorer import data_import, uploads
+
+    assert data.load_upload is uploads.load_upload and data.UploadError is uploads.UploadError
+    assert data.import_dataset is data_import.import_dataset
+    assert data.MAX_UPLOAD_BYTES == 20 * 2**20
+    assert not hasattr(data, "no_such_name")
+    for name in data.__all__:
+        assert getattr(data, name) is not None, name
