@@ -56,9 +56,9 @@ UPLOAD_MEMORY_BUDGET = 256 * 1024 * 1024
 UPLOAD_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
 UPLOAD_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 
-# Peak bytes the decoder holds per decoded pixel, measured with PIL 13 on 40-megapixel files
-# (benchmarks/bench_upload.py): PIL keeps 3- and 4-channel images at 4 bytes a pixel; the WebP
-# decoder holds its canvas, the decoded frame and PIL's copy at once (~15.5 bytes measured).
+# Peak bytes the decoder holds per decoded pixel, measured with PIL 13 alone on 40-megapixel
+# files (benchmarks/README.md, "Uploads"): PIL keeps 3- and 4-channel images at 4 bytes a
+# pixel; the WebP decoder holds its canvas, the decoded frame and PIL's copy at once (~15.5).
 _BYTES_PER_PIXEL = {"WEBP": 16}
 _DEFAULT_BYTES_PER_PIXEL = 4
 _STRIP_PIXELS = 500_000  # pixels converted at a time while shrinking
