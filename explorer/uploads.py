@@ -244,15 +244,13 @@ def _decode_small(im, plan: DecodePlan, channels: int):
     top = _integer_top(im)
     k = plan.reduce
     w, h = im.size
-    if k == 1:
-        out = _to_mode(im, channels, top)
-    else:
-        mode = "L" if channels == 1 else "RGB"
-        out = Image.new(mode, ((w + k - 1) // k, (h + k - 1) // k))
-        rows = max(k, _STRIP_PIXELS // max(w, 1) // k * k)
-        for y in range(0, h, rows):
-            strip = _to_mode(im.crop((0, y, w, min(h, y + rows))), channels, top)
-            out.paste(strip.reduce(k), (0, y // k))
+    # Strips of whole k-row blocks: the box filter sees the same blocks as on the whole image,
+    # and converting (alpha compositing makes four copies) never holds more than one strip.
+    out = Image.new("L" if channels == 1 else "RGB", ((w + k - 1) // k, (h + k - 1) // k))
+    rows = max(k, _STRIP_PIXELS // max(w, 1) // k * k)
+    for y in range(0, h, rows):
+        strip = _to_mode(im.crop((0, y, w, min(h, y + rows))), channels, top)
+        out.paste(strip.reduce(k) if k > 1 else strip, (0, y // k))
     transpose = _EXIF_TRANSPOSE.get(orientation)
     return out.transpose(transpose) if transpose is not None else out
 
