@@ -54,7 +54,10 @@ def test_non_finite_weights(good_state, value, where):
 def test_all_nan_checkpoint_lists_the_tensors(good_state):
     bad = {k: torch.full_like(v, float("nan")) for k, v in good_state.items()}
     msg = _refused(_blob(bad))
-    assert "features.0.weight (400 of 400)" in msg and "more)" not in msg or "+" in msg
+    assert "features.0.weight (400 of 400)" in msg
+    for key, value in good_state.items():  # all eight tensors, none elided
+        assert f"{key} ({value.numel()} of {value.numel()})" in msg
+    assert "more)" not in msg
     _still_works(good_state)
 
 
