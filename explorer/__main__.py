@@ -29,6 +29,9 @@ def _add_data(p):
     imp.add_argument("dataset", help="dataset key (mnist, fashion_mnist, gtsrb, flowers102, imagenet)")
     imp.add_argument("dir", help="folder holding the files (IDX files, .gz or plain, or an image folder)")
     imp.add_argument("--data-root", default=None, help="destination root (default $EXPLORER_DATA or data/)")
+    imp.add_argument("--unverified", action="store_true",
+                     help="MNIST-style sets only: import well-formed IDX files that are not the "
+                          "published ones (checksums differ), e.g. a subset")
     st = sub.add_parser("status", help="which datasets are present")
     st.add_argument("--data-root", default=None)
     bs = sub.add_parser("build-samples", help="rewrite the bundled samples in assets/ (needs MNIST and Fashion-MNIST)")
@@ -38,9 +41,22 @@ def _add_data(p):
 def _run_data(args) -> int:
     from . import data
 
+    try:
+        return _run_data_command(data, args)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # a data root that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; check the path and its permissions "
+              f"(--data-root or EXPLORER_DATA)", file=sys.stderr)
+        return 2
+
+
+def _run_data_command(data, args) -> int:
     if args.data_command == "import":
-        dest = data.import_dataset(args.dataset, args.dir, root=args.data_root)
-        print(f"imported {args.dataset} into {dest}")
+        report = data.import_with_report(args.dataset, args.dir, root=args.data_root,
+                                         verify=not args.unverified)
+        print(report.text())
         return 0
     if args.data_command == "build-samples":
         for path in data.build_bundled_samples(root=args.data_root):

@@ -1,4 +1,7 @@
-"""Datasets: registry, paper defaults, loaders, bundled samples and upload validation.
+"""Datasets: registry, paper defaults, loaders and bundled samples.
+
+Uploads are decoded in ``explorer.uploads``, local files imported by ``explorer.data_import``
+(both reachable from here, see the end of this module).
 
 Every image leaves this module as a float tensor in ``[0, 1]``: a batch is ``(N, C, H, W)``,
 a single test-set item is ``(C, H, W)``. Normalisation belongs to the model wrappers
@@ -11,17 +14,28 @@ torchvision's layouts are used under that root (``MNIST/raw``, ``FashionMNIST/ra
 
 from __future__ import annotations
 
-import gzip
-import io
+import importlib
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
+
+__all__ = [
+    "ASSETS_DIR", "DATASETS", "FASHION_CLASSES", "FLOWERS102_CLASSES", "GTSRB_CLASSES",
+    "IDX_FILES", "IDX_MAGIC", "IMAGENET_PHOTOS", "MNIST_CLASSES", "REPO_ROOT",
+    "SAMPLES_PER_CLASS", "DatasetInfo", "DatasetUnavailable", "IdxError", "PaperDefaults",
+    "Samples", "as_tensors", "build_bundled_samples", "data_root", "dataset_status",
+    "expected_location", "get_dataset", "idx_header_problem", "idx_layout", "import_command", "load_samples",
+    "load_test_set", "load_train_set", "parse_idx",
+    # from explorer.uploads and explorer.data_import (see the end of this module)
+    "ALLOWED_UPLOADS", "ImportReport", "MAX_JPEG_PIXELS", "MAX_UPLOAD_ASPECT",
+    "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "MAX_WEBP_PIXELS", "UPLOAD_EXTENSIONS",
+    "UPLOAD_FORMATS", "UPLOAD_MEMORY_BUDGET", "UploadError", "import_dataset",
+    "import_with_report", "load_upload",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS_DIR = REPO_ROOT / "assets"
@@ -31,10 +45,6 @@ class DatasetUnavailable(RuntimeError):
     """The files of a dataset are not on this machine (and could not be downloaded)."""
 
 
-class UploadError(ValueError):
-    """An uploaded file was refused; the message says why and what is accepted."""
-
-
 # --------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------
@@ -42,7 +52,8 @@ class UploadError(ValueError):
 
 @dataclass(frozen=True)
 class PaperDefaults:
-    """Attack and evaluation settings of the paper for one dataset (SPEC §5).
+    """Attack and evaluation settings of the paper for one dataset (the paper's attack settings,
+    docs/metrics.md).
 
     epsilon and step_size are in ``[0, 1]`` pixel units; attack_k / eval_k are pixel counts;
     steps is the number of attack iterations P; w the LENS window radius.
@@ -245,14 +256,14 @@ def import_command(dataset: str) -> str:
 
 
 def _unavailable(info: DatasetInfo, root: Path, why: str) -> DatasetUnavailable:
-    where = _expected_location(info, root)
+    where = expected_location(info, root)
     return DatasetUnavailable(
         f"{info.name} is not downloaded ({why}). Put {info.import_hint} in {where}, "
         f"or run `{import_command(info.key)}` with DIR the folder that holds them."
     )
 
 
-def _expected_location(info: DatasetInfo, root: Path) -> Path:
+def expected_location(info: DatasetInfo, root: Path) -> Path:
     if info.key in ("mnist", "fashion_mnist"):
         return root / info.torchvision_name / "raw"
     if info.key == "gtsrb":
@@ -287,6 +298,12 @@ def _load_split(dataset: str, train: bool, root, download: bool):
 
     cls = getattr(tvd, info.torchvision_name)
     tf = _transform(info)
+    where = expected_location(info, base)
+    if info.key in ("mnist", "fashion_mnist"):
+        for stem in IDX_FILES:
+            problem = idx_header_problem(where / stem)
+            if problem and (where / stem).exists():
+                raise _damaged(info, problem)
     try:
         if info.key in ("mnist", "fashion_mnist"):
             return cls(str(base), train=train, transform=tf, download=download)
@@ -295,9 +312,99 @@ def _load_split(dataset: str, train: bool, root, download: bool):
         if info.key == "flowers102":
             return cls(str(base), split="train" if train else "test", transform=tf, download=download)
         return cls(str(base / "imagenet"), split="train" if train else "val", transform=tf)
-    except (RuntimeError, OSError, FileNotFoundError) as exc:
-        why = "files not found" if not download else f"download failed: {exc}"
-        raise _unavailable(info, base, why) from None
+    except Exception as exc:  # torchvision signals missing and damaged files in many ways
+        if download:
+            raise _unavailable(info, base, f"download failed: {exc}") from None
+        if _has_files(where) and not (isinstance(exc, RuntimeError) and "not found" in str(exc)):
+            raise _damaged(info, f"files in {where} could not be read "
+                                 f"({type(exc).__name__}: {str(exc)[:300]})") from None
+        raise _unavailable(info, base, "files not found") from None
+
+
+def _has_files(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and any(folder.iterdir())
+    except OSError:
+        return False
+
+
+def _damaged(info: DatasetInfo, problem: str) -> DatasetUnavailable:
+    return DatasetUnavailable(
+        f"{info.name} is damaged or incomplete: {problem}. Import the files again with "
+        f"`{import_command(info.key)}` ({info.import_hint})."
+    )
+
+
+# --------------------------------------------------------------------------------------
+# IDX files (MNIST, Fashion-MNIST)
+# --------------------------------------------------------------------------------------
+
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+IDX_MAGIC = {"images": 2051, "labels": 2049}  # unsigned bytes; 3 dims for images, 1 for labels
+
+
+class IdxError(ValueError):
+    """An IDX file is malformed; the message names the file and what was expected."""
+
+
+def idx_layout(header: bytes, path) -> tuple[str, list[int]]:
+    """(kind, dims) from an IDX header; IdxError naming ``path`` otherwise."""
+    if len(header) < 8:
+        raise IdxError(f"{path} is too short to be an IDX file ({len(header)} bytes)")
+    magic = int.from_bytes(header[:4], "big")
+    kind = {v: k for k, v in IDX_MAGIC.items()}.get(magic)
+    if kind is None:
+        raise IdxError(
+            f"{path} is not an IDX file of unsigned bytes (magic number {magic}; expected "
+            f"{IDX_MAGIC['images']} for images or {IDX_MAGIC['labels']} for labels)"
+        )
+    ndim = 3 if kind == "images" else 1
+    if len(header) < 4 + 4 * ndim:
+        raise IdxError(f"{path} is too short to be an IDX {kind} file")
+    return kind, [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+
+
+def parse_idx(blob: bytes, path, kind: str | None = None) -> np.ndarray:
+    """The uint8 array of an uncompressed IDX file's bytes: ``(N, H, W)`` images or ``(N,)``
+    labels. IdxError naming ``path`` for a wrong magic number (or not ``kind``), a wrong
+    length (truncated or padded)."""
+    magic = int.from_bytes(blob[:4], "big")
+    if kind is not None and len(blob) >= 4 and magic != IDX_MAGIC[kind]:
+        raise IdxError(
+            f"{path} is not an IDX {kind} file (magic number {magic}, expected {IDX_MAGIC[kind]})"
+        )
+    _, dims = idx_layout(blob[:16], path)
+    offset = 4 + 4 * len(dims)
+    expected = offset + int(np.prod(dims, dtype=np.int64))
+    if len(blob) != expected:
+        raise IdxError(
+            f"{path} is truncated or padded: {len(blob)} bytes, expected {expected} for shape {dims}"
+        )
+    return np.frombuffer(blob, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def idx_header_problem(path: Path) -> str | None:
+    """Why the uncompressed IDX file at ``path`` cannot be read (missing, wrong magic number,
+    wrong length), from its header and size only; None when it looks complete."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(16)
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"{path} cannot be read ({exc.strerror or exc})"
+    try:
+        _, dims = idx_layout(header, path)
+    except IdxError as exc:
+        return str(exc)
+    expected = 4 + 4 * len(dims) + int(np.prod(dims, dtype=np.int64))
+    if size != expected:
+        return f"{path} is truncated or padded: {size} bytes, expected {expected} for shape {dims}"
+    return None
 
 
 def load_test_set(dataset: str, root=None, download: bool = False):
@@ -334,98 +441,6 @@ def as_tensors(ds, limit: int | None = None, start: int = 0
         xs.append(xi)
         ys.append(int(yi))
     return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
-
-
-# --------------------------------------------------------------------------------------
-# Importing local files (`python -m explorer data import DATASET DIR`)
-# --------------------------------------------------------------------------------------
-
-_IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-_IDX_MAGIC = {"images": 2051, "labels": 2049}
-
-
-def _find_idx(src: Path, stem: str) -> Path | None:
-    """``stem`` or ``stem.gz`` anywhere under ``src`` (also the 't10k-images.idx3-ubyte' spelling)."""
-    spellings = {stem, stem.replace("-idx", ".idx")}
-    for path in sorted(src.rglob("*")):
-        if not path.is_file():
-            continue
-        name = path.name[:-3] if path.name.endswith(".gz") else path.name
-        if name in spellings:
-            return path
-    return None
-
-
-def _read_maybe_gz(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"{path} is a damaged .gz file ({exc}); re-download it") from None
-    return raw
-
-
-def _check_idx(blob: bytes, stem: str, path: Path) -> None:
-    kind = "images" if "images" in stem else "labels"
-    ndim = 3 if kind == "images" else 1
-    if len(blob) < 4 + 4 * ndim:
-        raise ValueError(f"{path} is too short to be an IDX {kind} file")
-    magic = int.from_bytes(blob[:4], "big")
-    if magic != _IDX_MAGIC[kind]:
-        raise ValueError(
-            f"{path} is not an IDX {kind} file (magic number {magic}, expected {_IDX_MAGIC[kind]})"
-        )
-    dims = [int.from_bytes(blob[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = 4 + 4 * ndim + int(np.prod(dims))
-    if len(blob) != expected:
-        raise ValueError(
-            f"{path} is truncated or padded: {len(blob)} bytes, expected {expected} for shape {dims}"
-        )
-
-
-def import_dataset(dataset: str, src: str | os.PathLike, root=None) -> Path:
-    """Copy local dataset files from ``src`` into the data root, where the loaders look.
-
-    MNIST / Fashion-MNIST: the four IDX files, plain or ``.gz``, anywhere under ``src``; they
-    are checked (magic number, size) and written uncompressed to ``ROOT/<Name>/raw``.
-    GTSRB / Flowers-102 / ImageNet: the folder is copied as is to the torchvision location.
-    Returns the destination folder. ValueError when files are missing or malformed.
-    """
-    info = get_dataset(dataset)
-    src = Path(src)
-    if not src.is_dir():
-        raise ValueError(f"{src} is not a folder; give the folder that holds the {info.name} files")
-    base = data_root(root)
-    dest = _expected_location(info, base)
-    if info.key in ("mnist", "fashion_mnist"):
-        found = {stem: _find_idx(src, stem) for stem in _IDX_FILES}
-        missing = [stem for stem, path in found.items() if path is None]
-        if missing:
-            raise ValueError(
-                f"{src} lacks {', '.join(missing)} (plain or .gz); {info.name} needs {_IDX_HINT}"
-            )
-        blobs = {}
-        for stem, path in found.items():
-            blob = _read_maybe_gz(path)
-            _check_idx(blob, stem, path)
-            blobs[stem] = blob
-        dest.mkdir(parents=True, exist_ok=True)
-        for stem, blob in blobs.items():
-            (dest / stem).write_bytes(blob)
-        # torchvision's legacy processed/ cache would shadow new raw files: drop it.
-        shutil.rmtree(dest.parent / "processed", ignore_errors=True)
-        return dest
-    if not any(src.iterdir()):
-        raise ValueError(f"{src} is empty; {info.name} needs {info.import_hint}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src, dest, dirs_exist_ok=True)
-    return dest
 
 
 def dataset_status(dataset: str, root=None) -> str:
@@ -534,6 +549,14 @@ def build_bundled_samples(root=None, per_class: int = SAMPLES_PER_CLASS) -> list
     return written
 
 
+def _damaged_asset(path: Path, exc: Exception) -> DatasetUnavailable:
+    return DatasetUnavailable(
+        f"the bundled file {path} is damaged ({type(exc).__name__}: {str(exc)[:200]}); restore "
+        f"it with `git checkout -- {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}` "
+        f"or rebuild it with `python -m explorer data build-samples`"
+    )
+
+
 def load_samples(dataset: str, root=None) -> Samples:
     """The bundled sample images of ``dataset`` (offline).
 
@@ -543,8 +566,11 @@ def load_samples(dataset: str, root=None) -> Samples:
     info = get_dataset(dataset)
     if info.key in ("mnist", "fashion_mnist"):
         npz, _ = _samples_paths(info.key)
-        with np.load(npz) as f:
-            images, labels, indices = f["images"], f["labels"], f["indices"]
+        try:
+            with np.load(npz) as f:
+                images, labels, indices = f["images"], f["labels"], f["indices"]
+        except Exception as exc:  # zipfile, zlib, pickle-refusal and key errors alike
+            raise _damaged_asset(npz, exc) from None
         x = torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
         names = [f"test #{int(i)}: {info.class_names[int(l)]}" for i, l in zip(indices, labels)]
         return Samples(x, torch.from_numpy(labels).long(), names, [int(i) for i in indices])
@@ -552,11 +578,18 @@ def load_samples(dataset: str, root=None) -> Samples:
         from PIL import Image
 
         folder = ASSETS_DIR / "imagenet"
-        manifest = json.loads((folder / "manifest.json").read_text())
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+            items = list(manifest["items"])
+        except Exception as exc:
+            raise _damaged_asset(folder / "manifest.json", exc) from None
         xs, labels, names = [], [], []
-        for item in manifest["items"]:
-            with Image.open(folder / item["file"]) as im:
-                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        for item in items:
+            try:
+                with Image.open(folder / item["file"]) as im:
+                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            except Exception as exc:
+                raise _damaged_asset(folder / str(item.get("file")), exc) from None
             xs.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0))
             labels.append(item["label"])
             names.append(f"{item['name']}" + (f" ({item['class']})" if item["class"] else ""))
@@ -578,98 +611,24 @@ def load_samples(dataset: str, root=None) -> Samples:
 
 
 # --------------------------------------------------------------------------------------
-# Uploads
+# Uploads and imports live in their own modules
 # --------------------------------------------------------------------------------------
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-MAX_UPLOAD_PIXELS = 40_000_000
-UPLOAD_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
-UPLOAD_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
-_ALLOWED_TEXT = "PNG, JPEG, WebP, BMP or GIF (first frame), at most 20 MB and 40 megapixels"
+# explorer.uploads and explorer.data_import build on this module's registry; their public
+# names stay reachable as ``data.NAME`` (where the app and the CLI look for them) and are
+# resolved on first use, because importing those modules here would be circular.
+_MOVED = {
+    **dict.fromkeys(
+        ("UploadError", "load_upload", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS",
+         "MAX_UPLOAD_ASPECT", "MAX_JPEG_PIXELS", "MAX_WEBP_PIXELS", "UPLOAD_MEMORY_BUDGET",
+         "UPLOAD_FORMATS", "UPLOAD_EXTENSIONS", "ALLOWED_UPLOADS"),
+        "uploads"),
+    **dict.fromkeys(("import_dataset", "import_with_report", "ImportReport"), "data_import"),
+}
 
 
-def load_upload(data: bytes, filename: str, dataset: str, invert: bool = False) -> torch.Tensor:
-    """Decode an uploaded image into ``(1, C, H, W)`` in [0, 1] for ``dataset``'s models.
-
-    Converted to the dataset's channels (grayscale via luminance; transparency composited
-    on white; EXIF rotation applied), resized (shorter side) and centre-cropped to its size.
-    ``invert=True`` returns ``1 - x`` (dark strokes on white paper -> MNIST's white on black).
-    Refused with
-    UploadError: files over 20 MB, images over 40 megapixels (checked from the header,
-    before decoding), unknown extensions, non-images, undecodable or truncated files.
-    """
-    from PIL import Image, ImageFile, UnidentifiedImageError
-    from torchvision import transforms as T
-
-    info = get_dataset(dataset)
-    name = filename or "upload"
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise UploadError(f"{name}: expected the file's bytes, got {type(data).__name__}")
-    size = len(data)
-    if size > MAX_UPLOAD_BYTES:
-        raise UploadError(
-            f"{name} is {size / 2**20:.1f} MB; uploads must be at most "
-            f"{MAX_UPLOAD_BYTES // 2**20} MB ({_ALLOWED_TEXT})"
-        )
-    if size == 0:
-        raise UploadError(f"{name} is empty; upload a {_ALLOWED_TEXT} file")
-    ext = os.path.splitext(name.lower())[1]
-    if ext not in UPLOAD_EXTENSIONS:
-        raise UploadError(
-            f"{name}: extension {ext or '(none)'} is not accepted; allowed: "
-            f"{', '.join(UPLOAD_EXTENSIONS)} ({_ALLOWED_TEXT})"
-        )
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        # Image.open reads the header only; the pixel count is checked before any decoding.
-        im = Image.open(io.BytesIO(bytes(data)), formats=list(UPLOAD_FORMATS))
-    except UnidentifiedImageError:
-        raise UploadError(
-            f"{name} is not an image in an accepted format; upload a {_ALLOWED_TEXT} file"
-        ) from None
-    except Image.DecompressionBombError:
-        raise UploadError(
-            f"{name} declares too many pixels (decompression bomb); at most "
-            f"{MAX_UPLOAD_PIXELS / 1e6:.0f} megapixels are accepted"
-        ) from None
-    except Exception as exc:  # malformed headers raise assorted errors
-        raise UploadError(f"{name} could not be read ({exc}); upload a {_ALLOWED_TEXT} file") from None
-    with im:
-        w, h = im.size
-        if w * h > MAX_UPLOAD_PIXELS:
-            raise UploadError(
-                f"{name} is {w}×{h} = {w * h / 1e6:.1f} megapixels; at most "
-                f"{MAX_UPLOAD_PIXELS / 1e6:.0f} megapixels are accepted (decompression-bomb guard)"
-            )
-        if w < 1 or h < 1:
-            raise UploadError(f"{name} has no pixels ({w}×{h})")
-        try:
-            from PIL import ImageOps
-
-            im.seek(0)  # first frame of an animation
-            im.load()
-            rgb = _to_mode(ImageOps.exif_transpose(im) if im.format == "JPEG" else im, info.channels)
-        except Exception as exc:  # truncated data, corrupt streams
-            raise UploadError(
-                f"{name} is truncated or corrupt ({exc}); upload a complete {_ALLOWED_TEXT} file"
-            ) from None
-    prep = T.Compose([T.Resize(min(info.size)), T.CenterCrop(info.size), T.ToTensor()])
-    x = prep(rgb).unsqueeze(0).clamp_(0.0, 1.0)
-    return 1.0 - x if invert else x
-
-
-def _to_mode(im, channels: int):
-    """A PIL image in 'L' (channels=1) or 'RGB' (channels=3); alpha composited on white."""
-    from PIL import Image
-
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        im = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
-    if im.mode == "P":
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        im = im.convert("RGBA")
-        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(background, im)
-    return im.convert("L" if channels == 1 else "RGB")
+def __getattr__(name: str):
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)

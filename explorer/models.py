@@ -20,6 +20,16 @@ from torch import nn
 
 from . import data as _data
 
+__all__ = [
+    "ARCHITECTURES", "Architecture", "CheckpointError", "ConvNet", "EFFICIENTNET_LITE_MEAN",
+    "EFFICIENTNET_LITE_STD", "FLOWERS_CNN_SPEC", "GTSRB_CNN_SPEC", "MAX_CHECKPOINT_BYTES",
+    "MODELS", "ModelInfo", "ModelUnavailable", "Normalize", "NormalizedModel", "PRETRAINED_DIR",
+    "REPO_ROOT", "SMALL_CNN_SPEC", "TRAINABLE_DATASETS", "architectures_for",
+    "build_architecture", "card", "default_architecture", "default_model", "hub_checkpoint_path",
+    "is_available", "load", "load_user_checkpoint", "models_for", "non_finite_entries",
+    "sha256_file",
+]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_DIR = REPO_ROOT / "pretrained"
 
@@ -477,7 +487,15 @@ def load(dataset: str, name: str, device: str | torch.device = "cpu") -> nn.Modu
                 f" (`{_data.import_command(dataset)}`)."
             )
         net = build_architecture(dataset, info.arch)
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        bad = non_finite_entries(state)
+        if bad:
+            raise ModelUnavailable(
+                f"{info.label}: {path} holds non-finite weights (NaN or infinity) in "
+                f"{_listing(bad)}, so it cannot classify anything; retrain it with "
+                f"`python -m explorer train --dataset {dataset} --variant {name} --epochs N`."
+            )
+        net.load_state_dict(state)
     elif info.source == "package":
         net = _efficientnet_lite0_net()
         state = torch.load(_efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
@@ -610,6 +628,30 @@ def load_user_checkpoint(dataset: str, arch_name: str, data: bytes, device="cpu"
         raise CheckpointError(
             f"the checkpoint does not fit architecture {dataset}/{arch_name}: " + "; ".join(parts)
         )
+    bad = non_finite_entries(obj)
+    if bad:
+        raise CheckpointError(
+            f"the checkpoint holds non-finite weights (NaN or infinity) in {_listing(bad)}; "
+            "the model would output NaN for every image. Only finite weights are accepted: "
+            "re-save the weights of a model whose training did not diverge"
+        )
     net.load_state_dict({k: v.to(expected[k].dtype) for k, v in obj.items()})
     model = _no_inplace(_wrap(dataset, arch_name, net))
     return model.to(device).eval()
+
+
+def non_finite_entries(state: dict) -> list[str]:
+    """Names of the floating-point tensors of ``state`` holding a NaN or an infinity, each
+    with its count (``"fc.weight (3 of 100)"``); empty when every weight is finite."""
+    bad = []
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            count = int((~torch.isfinite(value)).sum())
+            if count:
+                bad.append(f"{key} ({count} of {value.numel()})")
+    return bad
+
+
+def _listing(items: list[str], limit: int = 8) -> str:
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more

@@ -295,6 +295,33 @@ def test_user_checkpoint_other_bad_files():
     assert issubclass(models.CheckpointError, ValueError)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_user_checkpoint_with_non_finite_weights_refused(bad):
+    sd = models.build_architecture("mnist", "small_cnn").state_dict()
+    sd["classifier.3.bias"] = sd["classifier.3.bias"].clone()
+    sd["classifier.3.bias"][[2, 7]] = bad
+    with pytest.raises(models.CheckpointError) as err:
+        models.load_user_checkpoint("mnist", "small_cnn", _to_bytes(sd))
+    msg = str(err.value)
+    assert "non-finite weights (NaN or infinity) in classifier.3.bias (2 of 10)" in msg
+    assert "Only finite weights are accepted" in msg
+    assert models.non_finite_entries(sd) == ["classifier.3.bias (2 of 10)"]
+    # The same file with finite weights loads.
+    sd["classifier.3.bias"][[2, 7]] = 0.0
+    assert models.non_finite_entries(sd) == []
+    models.load_user_checkpoint("mnist", "small_cnn", _to_bytes(sd))
+
+
+def test_trained_weights_with_nan_are_reported_not_loaded(tmp_path, monkeypatch):
+    sd = models.build_architecture("gtsrb", "cnn3").state_dict()
+    sd["features.0.weight"] = torch.full_like(sd["features.0.weight"], float("nan"))
+    monkeypatch.setattr(models, "PRETRAINED_DIR", tmp_path)
+    torch.save(sd, tmp_path / "gtsrb-natural.pt")
+    with pytest.raises(models.ModelUnavailable, match=r"non-finite weights .* features\.0\.weight "
+                       r"\(864 of 864\).*retrain it"):
+        models.load("gtsrb", "natural")
+
+
 def test_user_checkpoint_for_an_imagenet_architecture():
     import torchvision
 
