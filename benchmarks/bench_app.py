@@ -1,4 +1,4 @@
-"""App benchmarks (issue 4): fragment rerun, first load, memory growth.
+"""App benchmarks: fragment rerun, first load, memory growth.
 
     python benchmarks/bench_app.py                  # all three parts
     python benchmarks/bench_app.py --part fragment  # k / w fragment, server side

@@ -21,8 +21,8 @@ from . import keys, link, picker
 from .state import DEVICES, Config, attack_specs
 
 __all__ = ["PIXEL_PARAMS", "Sidebar", "apply_link", "attack_defaults", "attack_summary",
-           "card_line", "keep_state", "model_available", "page_start", "param_widget",
-           "pixel_scale", "resolved_device", "sidebar", "sync_query_params"]
+           "card_line", "keep_state", "link_warning", "model_available", "page_start",
+           "param_widget", "pixel_scale", "resolved_device", "sidebar", "sync_query_params"]
 
 # Attack parameters that are pixel budgets ([0, 1] units); shown in 1/255 units for RGB data.
 PIXEL_PARAMS = ("epsilon", "step_size")
