@@ -342,7 +342,7 @@ def sidebar() -> Sidebar:
         method, method_params = _method_controls()
         attack, attack_params, region = _attack_controls(ds, info)
         _init(keys.seed(), 0)
-        st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key=keys.seed(),
+        st.number_input("Seed", min_value=0, max_value=link.SEED_MAX, step=1, key=keys.seed(),
                         help="Seeds the random attacks and SmoothGrad noise.")
         device_choice, device, device_note = _device_choice()
         st.caption(device_note)

@@ -19,8 +19,9 @@ from explorer import attacks, attributions, data, models
 from .plain import literal
 from .state import DEVICES, W_MAX, Config, attack_specs
 
-__all__ = ["LINKABLE_SOURCES", "LinkProblem", "LinkState", "MAX_LISTED", "from_query",
-           "link_state", "parse_region", "parse_value", "problems_markdown", "to_query"]
+__all__ = ["LINKABLE_SOURCES", "LinkProblem", "LinkState", "MAX_LISTED", "SEED_MAX",
+           "from_query", "link_state", "parse_region", "parse_value", "problem_markdown",
+           "problems_markdown", "to_query"]
 
 LINKABLE_SOURCES = ("sample", "index")  # an uploaded image cannot travel in a link
 SEED_MAX = 2**31 - 1
@@ -107,7 +108,7 @@ def _to_text(value: Any) -> str:
 
 
 def from_query(params: Mapping[str, str]) -> tuple[LinkState, list[LinkProblem]]:
-    """The state a link describes and the problems found in it (in the link's order).
+    """The state a link describes and the problems found in it (dataset first, k and w last).
 
     Unknown dataset, method or attack names fall back to MNIST / the first registered one;
     every other bad value is left out of the state. Parameter names the app does not know
