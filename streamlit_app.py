@@ -3,7 +3,6 @@
 The pages live in explorer/ui/ (one module per page); see explorer/ui/__init__.py.
 """
 
-import logging
 import os
 
 # Before torch is imported anywhere (see explorer/__init__.py): OpenMP threads sleep, not spin.
@@ -11,7 +10,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
 
-from explorer.ui import compare_page, explorer_page, lesson_page  # noqa: E402
+from explorer.ui import compare_page, explorer_page, lesson_page, sweeps  # noqa: E402
 from explorer.ui.common import APP_TITLE, guarded, page_style  # noqa: E402
 
 st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout="wide",
@@ -19,27 +18,12 @@ st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout=
 page_style()
 
 
-def _sweeps_page():
-    """The batch-evaluation page when its module is present, else a one-line placeholder."""
-    try:
-        from explorer.ui import sweeps
-    except ImportError as exc:
-        logging.getLogger("explorer.ui").info("sweeps page not available: %s", exc)
-
-        def placeholder() -> None:
-            st.info("Sweeps (batch evaluation over many images) are not available in this "
-                    "build yet.", icon=":material/hourglass_empty:")
-
-        return placeholder
-    return sweeps.render
-
-
 pages = [
     st.Page(explorer_page.render, title="Explorer", icon=":material/visibility:",
             url_path="explorer", default=True),
     st.Page(compare_page.render, title="Compare models", icon=":material/compare:",
             url_path="compare"),
-    st.Page(guarded(_sweeps_page()), title="Sweeps", icon=":material/monitoring:",
+    st.Page(guarded(sweeps.render), title="Sweeps", icon=":material/monitoring:",
             url_path="sweeps"),
     st.Page(guarded(lesson_page.render), title="Lessons", icon=":material/school:",
             url_path="lesson"),

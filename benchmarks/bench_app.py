@@ -1,4 +1,4 @@
-"""App benchmarks (issue 4): fragment rerun, first load, memory growth.
+"""App benchmarks: fragment rerun, first load, memory growth.
 
     python benchmarks/bench_app.py                  # all three parts
     python benchmarks/bench_app.py --part fragment  # k / w fragment, server side
@@ -80,6 +80,7 @@ def _fragment_once(panel, k: int, w: int, tab: str) -> dict[str, float]:
 
     from explorer import viz
     from explorer.ui import panels, stages
+    from explorer.ui.state import CHART_W
 
     t = {}
     t0 = time.perf_counter()
@@ -99,7 +100,7 @@ def _fragment_once(panel, k: int, w: int, tab: str) -> dict[str, float]:
         fig = viz.history_chart(panel.histories, measure="top-k intersection")
     else:  # "vs_w" / "vs_k": the chart's scores (cache misses) and its figure
         axis = tab[-1]
-        xs = list(stages.CHART_W) if axis == "w" else stages.k_grid(panel.height * panel.width, k)
+        xs = list(CHART_W) if axis == "w" else stages.k_grid(panel.height * panel.width, k)
         rows = [panels._per_pair(stages.scores(key, a, b, (k if axis == "w" else xv),
                                                (xv if axis == "w" else w)), len(panel.pairs))
                 for xv in xs]
@@ -117,7 +118,8 @@ def _fragment_once(panel, k: int, w: int, tab: str) -> dict[str, float]:
 def bench_fragment(repeats: int) -> list[dict]:
     import streamlit as st
 
-    from explorer.ui import panels, stages
+    from explorer.ui import background, panels
+    from explorer.ui.state import CHART_W
 
     _quiet_streamlit()
     out = []
@@ -130,7 +132,7 @@ def bench_fragment(repeats: int) -> list[dict]:
                    panels.Pair("random sign", f"bench-{dataset}-random", a, r)],
             histories={"attack": hist})
         base_k = 100 if dataset == "mnist" else 1000
-        store = stages.rank_score_store()
+        store = background.rank_score_store()
         key, a_, b_ = panels._stacked(panel.pairs)
         for tab in ("overlap", "diverse", "vs_w", "vs_k", "history"):
             for move in ("k", "w", "w prefetched"):
@@ -140,8 +142,8 @@ def bench_fragment(repeats: int) -> list[dict]:
                 store.values.clear()
                 _fragment_once(panel, base_k, 1, tab)  # warm-up (imports, first allocations)
                 if move == "w prefetched":  # what the page does after drawing the table
-                    stages.prefetch_without_k(key, a_, b_, stages.CHART_W)
-                    while any(store.get((key, wv)) is None for wv in stages.CHART_W):
+                    background.prefetch_without_k(key, a_, b_, CHART_W)
+                    while any(store.get((key, wv)) is None for wv in CHART_W):
                         time.sleep(0.05)
                 rows = []
                 for i in range(repeats):

@@ -1,8 +1,16 @@
 """The Streamlit pages of the explorer (the only package that imports streamlit).
 
-Modules: ``common`` (page guard, citations, formatting), ``state`` (configuration, query
-parameters), ``controls`` (sidebar built from the registries' parameter specs), ``stages`` (cached
-pipeline stages), ``panels`` (the k / w fragment, metric table), and one module per page:
-``explorer_page``, ``compare_page``, ``about_page``. ``sweeps`` (batch evaluation results) is
-written by the evaluation work and shown when it imports.
+One module per page: ``explorer_page`` (one model, one image, one attack), ``compare_page``
+(the natural and the PGD-trained model side by side), ``sweeps`` (batch evaluation results).
+What they share:
+
+- ``state``: the view configuration (a frozen ``Config``), no streamlit;
+- ``link``: the configuration's shared link, ``from_query`` / ``to_query``, no streamlit;
+- ``keys``: every session-state key; ``plain``: user text shown as plain text;
+- ``controls``: the sidebar, built from the registries' parameter specs; ``picker``: the image
+  picker and gallery;
+- ``stages``: the cached pipeline stages (frozen dataclasses of numpy arrays);
+  ``background``: the attack board, the progress callback and the score prefetch;
+- ``flow``: input choice, model loading and attack runs with in-place messages;
+- ``panels``: the k / w fragment and the metric table; ``explain``, ``export``, ``common``.
 """

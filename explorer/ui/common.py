@@ -9,6 +9,9 @@ from typing import Callable
 
 import streamlit as st
 
+__all__ = ["APP_TITLE", "CITATIONS", "GHORBANI", "KAMATH", "PAGE_CSS", "UserFacingError",
+           "citation_caption", "fmt", "guarded", "page_style", "show_problem"]
+
 log = logging.getLogger("explorer.ui")
 
 KAMATH = ('Kamath, Mittal, Deshpande, Balasubramanian, "Rethinking Robustness of Model '

@@ -6,20 +6,20 @@ import dataclasses
 
 import streamlit as st
 
-from explorer import viz
+from explorer import models, viz
 
-from . import controls, flow, panels
+from . import controls, flow, keys, panels
 from .common import APP_TITLE, guarded
+
+__all__ = ["render", "short_label"]
 
 
 def _pick_models(dataset: str) -> list:
     """Up to two models of the dataset: natural first, then PGD, else the first two."""
-    from explorer import models
-
     infos = models.models_for(dataset)
     by_name = {m.name: m for m in infos}
     chosen = [by_name[n] for n in ("natural", "pgd") if n in by_name]
-    ready = [m for m in infos if controls.model_available(models, dataset, m.name)]
+    ready = [m for m in infos if controls.model_available(dataset, m.name)]
     for m in ready + infos:
         if len(chosen) >= 2:
             break
@@ -35,8 +35,6 @@ def short_label(name: str) -> str:
 
 @guarded
 def render() -> None:
-    from explorer import models
-
     sb, cfg, device, info = controls.page_start(f"{APP_TITLE}: compare models")
     st.caption("The same image, attribution method and attack on two models of the dataset "
                "(the model chosen in the sidebar does not matter here). Kamath et al. report that "
@@ -72,27 +70,28 @@ def render() -> None:
             if clicked or flow.attack_was_run(mcfg, device, inp):
                 res = flow.run_attack(mcfg, device, inp, label=f"{label}: ")
             if res is None:
-                st.caption(f"Prediction {flow.class_name(cfg.dataset, orig['label'])} "
-                           f"({100 * orig['conf']:.1f}%). Not attacked yet.")
-                fig, _ = viz.side_by_side(inp.x[0], None, orig["map"], None, orig["rank"], None,
+                st.caption(f"Prediction {flow.class_name(cfg.dataset, orig.label)} "
+                           f"({100 * orig.conf:.1f}%). Not attacked yet.")
+                fig, _ = viz.side_by_side(inp.x[0], None, orig.map, None, orig.rank, None,
                                           height=220)
                 st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
-                                key=f"cmp.side.{minfo.name}")
+                                key=keys.widget("cmp", "side", minfo.name))
                 continue
-            held = "label held" if res["label_kept"] and res["found"] else (
-                "no label-preserving perturbation found" if not res["found"] else "label changed")
-            st.caption(f"{flow.class_name(cfg.dataset, res['label_orig'])} "
-                       f"({100 * res['conf_orig']:.1f}%) → "
-                       f"{flow.class_name(cfg.dataset, res['label_adv'])} "
-                       f"({100 * res['conf_adv']:.1f}%) · ‖x′ − x‖∞ = {res['linf']:.3g} · {held}")
-            fig, _ = viz.side_by_side(inp.x[0], res["x_adv"], orig["map"], res["map_adv"],
-                                      orig["rank"], res["rank_adv"],
+            held = "label held" if res.label_kept and res.found else (
+                "no label-preserving perturbation found" if not res.found else "label changed")
+            st.caption(f"{flow.class_name(cfg.dataset, res.label_orig)} "
+                       f"({100 * res.conf_orig:.1f}%) → "
+                       f"{flow.class_name(cfg.dataset, res.label_adv)} "
+                       f"({100 * res.conf_adv:.1f}%) · ‖x′ − x‖∞ = {res.linf:.3g} "
+                       f"· {held}")
+            fig, _ = viz.side_by_side(inp.x[0], res.x_adv, orig.map, res.map_adv,
+                                      orig.rank, res.rank_adv,
                                       height=220, compact=True)
             st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
-                            key=f"cmp.side.{minfo.name}")
+                            key=keys.widget("cmp", "side", minfo.name))
             pairs.append(panels.Pair(label, f"{mcfg.fingerprint()}:{device}:attack",
-                                     orig["map"], res["map_adv"]))
-            histories[label] = res["history"]
+                                     orig.map, res.map_adv))
+            histories[label] = res.history
     if len(pairs) < 2:
         if not clicked:
             st.info("Press **Run the attack on both models** to compare their scores.",

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer import attacks, attributions, metrics
+
 from .common import GHORBANI, KAMATH
+
+__all__ = ["attack_help", "citation", "metrics_help"]
 
 
 def metrics_help() -> None:
-    from explorer import metrics
-
     with st.expander("What do these scores mean?", icon=":material/help:"):
         st.markdown(
             "An attribution map ranks the pixels by how much they matter for the prediction. "
@@ -40,8 +42,6 @@ def metrics_help() -> None:
 
 
 def attack_help() -> None:
-    from explorer import attacks, attributions
-
     with st.expander("What do the attacks and methods do?", icon=":material/help:"):
         st.markdown(
             "The attacks follow Ghorbani et al.: repeated signed gradient steps of size α inside "

@@ -4,31 +4,33 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import viz
+from explorer import attacks, viz
 
-from . import controls, explain, flow, panels, stages
+from . import controls, explain, flow, keys, link, panels, stages
 from .common import APP_TITLE, guarded
 from .export import ExportContext
-from .state import to_query
+from .stages import AttackOutcome, OriginalMap
+
+__all__ = ["render"]
 
 
-def _banner(ds: str, orig: dict, res: dict | None, inp: flow.Input) -> None:
+def _banner(ds: str, orig: OriginalMap, res: AttackOutcome | None, inp: flow.Input) -> None:
     truth = f" · true label {flow.class_name(ds, inp.label)}" if inp.label >= 0 else ""
     if res is None:
-        st.info(f"Prediction: **{flow.class_name(ds, orig['label'])}** "
-                f"({100 * orig['conf']:.1f}%){truth}. Press **Run attack** to perturb the image; "
+        st.info(f"Prediction: **{flow.class_name(ds, orig.label)}** "
+                f"({100 * orig.conf:.1f}%){truth}. Press **Run attack** to perturb the image; "
                 "until then the scores compare the map with the map under random sign noise.",
                 icon=":material/play_circle:")
         return
-    text = (f"Original: **{flow.class_name(ds, res['label_orig'])}** "
-            f"({100 * res['conf_orig']:.1f}%) → attacked: **{flow.class_name(ds, res['label_adv'])}**"
-            f" ({100 * res['conf_adv']:.1f}%) · ‖x′ − x‖∞ = {res['linf']:.4g}{truth} · ")
-    if not res["found"]:
+    text = (f"Original: **{flow.class_name(ds, res.label_orig)}** "
+            f"({100 * res.conf_orig:.1f}%) → attacked: **{flow.class_name(ds, res.label_adv)}**"
+            f" ({100 * res.conf_adv:.1f}%) · ‖x′ − x‖∞ = {res.linf:.4g}{truth} · ")
+    if not res.found:
         st.warning(text + "**no label-preserving perturbation found**: the attacked image is the "
-                   "original. " + res["message"], icon=":material/warning:")
-    elif res["label_kept"]:
-        st.success(text + "**label held**. " + f"({res['steps_run']} steps, "
-                   f"{res['seconds']:.1f} s)", icon=":material/check_circle:")
+                   "original. " + res.message, icon=":material/warning:")
+    elif res.label_kept:
+        st.success(text + "**label held**. " + f"({res.steps_run} steps, "
+                   f"{res.seconds:.1f} s)", icon=":material/check_circle:")
     else:  # the library never returns a label-changing iterate; say so if it ever does
         st.error(text + "**label changed**.", icon=":material/error:")
 
@@ -56,12 +58,10 @@ def render() -> None:
         clicked = st.button("Run attack", type="primary", key="exp.run", width="stretch",
                             icon=":material/bolt:")
     with note_col:
-        from explorer import attacks
-
         st.caption(f"{attacks.ATTACKS[cfg.attack].name}: "
                    + controls.attack_summary(info, attacks.ATTACKS[cfg.attack], cfg.attack_params)
                    + f" · seed {cfg.seed} · running on {device}")
-    autorun = st.session_state.pop("cfg.autorun", False)
+    autorun = st.session_state.pop(keys.autorun(), False)
     res = None
     partial = None
     if clicked or autorun or flow.attack_was_run(cfg, device, inp):
@@ -78,24 +78,24 @@ def render() -> None:
 
     _banner(cfg.dataset, orig, res, inp)
     if partial is not None:
-        st.info(f"You stopped this attack after {partial['steps_run']} of {steps} steps; shown is "
+        st.info(f"You stopped this attack after {partial.steps_run} of {steps} steps; shown is "
                 "the best label-preserving iterate found by then. Press **Run attack** to run it "
                 "in full.", icon=":material/pause_circle:")
     explain.attack_help()
-    if orig["degenerate"]:
+    if orig.degenerate:
         st.warning("The original map is all zeros: the gradient of the predicted class vanished "
                    "at this input, so the map ranks nothing. Rank correlations and the centre "
                    "shift are undefined; top-k sets fall back to the pixel order.",
                    icon=":material/warning:")
-    if res is not None and res["degenerate"]:
+    if res is not None and res.degenerate:
         st.warning("The attacked map is all zeros (the gradient vanished at x′).",
                    icon=":material/warning:")
 
     overlay = st.toggle("Overlay maps on the images", key="exp.overlay", value=False)
-    adv_x = res["x_adv"] if res is not None else None
-    adv_map = res["map_adv"] if res is not None else None
-    fig, factor = viz.side_by_side(inp.x[0], adv_x, orig["map"], adv_map, orig["rank"],
-                                   res["rank_adv"] if res is not None else None,
+    adv_x = res.x_adv if res is not None else None
+    adv_map = res.map_adv if res is not None else None
+    fig, factor = viz.side_by_side(inp.x[0], adv_x, orig.map, adv_map, orig.rank,
+                                   res.rank_adv if res is not None else None,
                                    overlay=0.45 if overlay else 0.0,
                                    height=230 if res is not None else 260)
     st.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key="exp.side")
@@ -110,31 +110,32 @@ def render() -> None:
     images_b = {}
     if res is not None:
         pairs.append(panels.Pair("attack", f"{cfg.fingerprint()}:{device}:attack",
-                                 orig["map"], res["map_adv"]))
-        histories["attack"] = res["history"]
-        images_b["attack"] = res["x_adv"]
+                                 orig.map, res.map_adv))
+        histories["attack"] = res.history
+        images_b["attack"] = res.x_adv
     if rand is not None:
         note = ""
-        if not rand["found"]:
+        if not rand.found:
             note = ("this noise draw changed the prediction or left the map unchanged, so the "
                     "unperturbed image stands in for it; try another seed.")
         pairs.append(panels.Pair("random sign", f"{cfg.fingerprint()}:{device}:random",
-                                 orig["map"], rand["map_adv"], note=note))
-        images_b["random sign"] = rand["x_adv"]
+                                 orig.map, rand.map_adv, note=note))
+        images_b["random sign"] = rand.x_adv
     if not pairs:
         st.info("No perturbed map to compare with yet.")
         _explain()
         return
     model_facts = stages.model_info(cfg.dataset, cfg.model)
-    predictions = {"original": {"label": orig["label"], "confidence": orig["conf"]}}
+    predictions = {"original": {"label": orig.label, "confidence": orig.conf}}
     if res is not None:
-        predictions["attacked"] = {"label": res["label_adv"], "confidence": res["conf_adv"],
-                                   "label_kept": res["label_kept"], "linf": res["linf"],
-                                   "found": res["found"]}
-    ctx = ExportContext(config=cfg.to_dict(), query=to_query(cfg, ran=res is not None),
+        predictions["attacked"] = {"label": res.label_adv, "confidence": res.conf_adv,
+                                   "label_kept": res.label_kept, "linf": res.linf,
+                                   "found": res.found}
+    ctx = ExportContext(config=cfg.to_dict(),
+                        query=link.to_query(link.link_state(cfg, ran=res is not None)),
                         model=model_facts, input_name=inp.name, image=inp.x[0],
                         images_b=images_b, predictions=predictions,
-                        attack_summary=res["message"] if res is not None else "")
+                        attack_summary=res.message if res is not None else "")
     panels.analysis(panels.PanelInput(
         dataset=cfg.dataset, height=h, width=w, pairs=pairs, histories=histories,
         measure=cfg.attack_params.get("measure", "topk_intersection"), key="exp", export=ctx))

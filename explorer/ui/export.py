@@ -10,9 +10,19 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import numpy as np
+import plotly
+import streamlit
+import torch
+
+import explorer
+from explorer import metrics, viz
+
+from .common import fmt as fmt_value
+
+__all__ = ["ExportContext", "panel_bytes", "versions", "view_json"]
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class ExportContext:
     """What the k / w panel needs to export the current view."""
 
@@ -27,13 +37,9 @@ class ExportContext:
 
 
 def versions() -> dict[str, str]:
+    # Lazy: matplotlib and torchvision take about a second to import and only an export needs them.
     import matplotlib
-    import plotly
-    import streamlit
-    import torch
     import torchvision
-
-    import explorer
 
     return {
         "explorer": explorer.__version__,
@@ -66,8 +72,6 @@ def _clean(value: Any) -> Any:
 def view_json(ctx: ExportContext, *, k: int, w: int, labels: Sequence[str],
               values: Sequence[dict[str, float]]) -> str:
     """The JSON record: configuration, scores of every pair at (k, w), seed, model, versions."""
-    from explorer import metrics
-
     query = dict(ctx.query)
     query["k"], query["w"] = str(k), str(w)
     record = {
@@ -96,10 +100,6 @@ def panel_bytes(ctx: ExportContext, *, label: str, a: np.ndarray, b: np.ndarray,
                 masks: dict[str, np.ndarray], k: int, w: int, values: dict[str, float],
                 fmt: str) -> bytes:
     """The figure panel of one pair as PNG or PDF (matplotlib: works offline)."""
-    from explorer import metrics, viz
-
-    from .common import fmt as fmt_value
-
     cfg = ctx.config
     title = (f"{cfg.get('dataset')} · {cfg.get('model')} · {cfg.get('method')} · "
              f"{label} · k = {k}, w = {w} · {ctx.input_name}")

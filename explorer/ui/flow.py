@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import streamlit as st
 
-from . import stages
+from explorer import attacks, data, metrics, models
+
+from . import background, keys, stages
 from .common import show_problem
-from .controls import UPLOAD_STATE, Sidebar
+from .controls import Sidebar
+from .stages import AttackOutcome, OriginalMap
 from .state import Config
+
+__all__ = ["Input", "STOP_WAIT_S", "attack_call_key", "attack_was_run", "choose_input",
+           "class_name", "load_model", "original_map", "partial_attack", "random_sign",
+           "run_attack"]
 
 STOP_WAIT_S = 300  # longest wait for an interrupted attack to finish its current step
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Input:
     x: np.ndarray  # (1, C, H, W) in [0, 1]
     label: int  # true label, -1 unknown
@@ -33,8 +39,6 @@ class Input:
 
 def choose_input(sb: Sidebar) -> Input | None:
     """The image the configuration asks for, or a bundled sample with a message explaining why."""
-    from explorer import data
-
     cfg = sb.config
     ds = cfg.dataset
     info = data.DATASETS[ds]
@@ -52,7 +56,7 @@ def choose_input(sb: Sidebar) -> Input | None:
             except (IndexError, RuntimeError, OSError, ValueError) as exc:
                 fallback_reason = f"Test image #{cfg.image} could not be read: {exc}"
     elif cfg.source == "upload":
-        accepted = st.session_state.get(UPLOAD_STATE, {})
+        accepted = st.session_state.get(keys.accepted_uploads(), {})
         if sb.upload_error:
             fallback_reason = f"Upload refused: {sb.upload_error}"
         elif cfg.upload_sha and ds in accepted:
@@ -71,21 +75,19 @@ def choose_input(sb: Sidebar) -> Input | None:
             st.warning(text, icon=":material/block:")
         else:
             st.info(text, icon=":material/info:")
-    if s["x"] is None or len(s["names"]) == 0:
-        why = (s.get("error") or "the assets are missing").rstrip(". ")
+    if s.x is None or len(s.names) == 0:
+        why = (s.error or "the assets are missing").rstrip(". ")
         st.error(f"No bundled images for {info.name}: {why}. Pick another dataset.",
                  icon=":material/error:")
         return None
     i = int(cfg.image) if cfg.source == "sample" else 0
-    i = min(max(i, 0), len(s["names"]) - 1)
-    return Input(s["x"][i:i + 1], int(s["labels"][i]), f"{ds}:sample:{i}",
-                 f"bundled {info.name} image {i} ({s['names'][i]})", "sample", i)
+    i = min(max(i, 0), len(s.names) - 1)
+    return Input(s.x[i:i + 1], int(s.labels[i]), f"{ds}:sample:{i}",
+                 f"bundled {info.name} image {i} ({s.names[i]})", "sample", i)
 
 
 def load_model(dataset: str, name: str, device: str):
     """The cached model, or None with a message (offline weights, unknown model, ...)."""
-    from explorer import models
-
     if not name:
         st.error("No model is registered for this dataset; pick another dataset.",
                  icon=":material/error:")
@@ -99,7 +101,7 @@ def load_model(dataset: str, name: str, device: str):
     return None
 
 
-def original_map(cfg: Config, device: str, inp: Input) -> dict[str, Any] | None:
+def original_map(cfg: Config, device: str, inp: Input) -> OriginalMap | None:
     try:
         return stages.attribution((cfg.dataset, cfg.model, device), inp.key, inp.x, cfg.method,
                                   cfg.method_items())
@@ -114,22 +116,20 @@ def attack_call_key(cfg: Config, device: str, inp: Input, model: str | None = No
 
 
 def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None,
-               label: str = "") -> dict[str, Any] | None:
+               label: str = "") -> AttackOutcome | None:
     """Run (or fetch from the cache) the configured attack, with a progress bar."""
-    from explorer import attacks, metrics
-
     key = attack_call_key(cfg, device, inp, model)
     measure = cfg.attack_params.get("measure", "topk_intersection")
     measure_name = metrics.METRICS[measure].name if measure in metrics.METRICS else measure
     slot = st.empty()
     bar = slot.progress(0.0, text=f"{label}starting the {attacks.ATTACKS[cfg.attack].name}…")
-    board, board_key = stages.attack_board(), (stages.session_id(), key)
+    board, board_key = background.attack_board(), (background.session_id(), key)
     board.start(board_key)
     partial = None
     try:
         res = stages.attack(key[0], key[1], inp.x, key[2], key[3], key[4], key[5], key[6],
-                            key[7], _progress=stages.progress_callback(bar, measure_name))
-    except stages.AttackInterrupted as stop:
+                            key[7], _progress=background.Progress(bar, measure_name))
+    except background.AttackInterrupted as stop:
         # Keep the best iterate so far for this configuration, then let Streamlit handle the
         # click that interrupted the run.
         partial = stop.result
@@ -141,15 +141,15 @@ def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None
     finally:
         board.finish(board_key, partial)
     slot.empty()
-    st.session_state.setdefault("attacks.done", set()).add(key)
+    st.session_state.setdefault(keys.attacks_done(), set()).add(key)
     return res
 
 
 def partial_attack(cfg: Config, device: str, inp: Input, model: str | None = None
-                   ) -> dict[str, Any] | None:
+                   ) -> AttackOutcome | None:
     """The best result of an attack run that the user interrupted, if any."""
     key = attack_call_key(cfg, device, inp, model)
-    board, board_key = stages.attack_board(), (stages.session_id(), key)
+    board, board_key = background.attack_board(), (background.session_id(), key)
     if board.is_running(board_key):
         # Streamlit starts the new run at once while the interrupted one finishes its current
         # step (runner.fastReruns): wait for it to hand over its best result.
@@ -161,14 +161,13 @@ def partial_attack(cfg: Config, device: str, inp: Input, model: str | None = Non
 
 
 def attack_was_run(cfg: Config, device: str, inp: Input, model: str | None = None) -> bool:
-    return attack_call_key(cfg, device, inp, model) in st.session_state.get("attacks.done", set())
+    return attack_call_key(cfg, device, inp, model) in st.session_state.get(keys.attacks_done(),
+                                                                            set())
 
 
 def random_sign(cfg: Config, device: str, inp: Input, model: str | None = None
-                ) -> dict[str, Any] | None:
+                ) -> AttackOutcome | None:
     """Random ±ε sign noise at the attack's ε (the paper's baseline), cached like an attack."""
-    from explorer import attacks, data
-
     info = data.DATASETS[cfg.dataset]
     own = [p.name for p in attacks.ATTACKS["random_sign"].params if p.name != "seed"]
     try:
@@ -192,8 +191,6 @@ def random_sign(cfg: Config, device: str, inp: Input, model: str | None = None
 
 
 def class_name(dataset: str, label: int) -> str:
-    from explorer import data
-
     names = data.DATASETS[dataset].class_names
     if 0 <= label < len(names):
         name = names[label]

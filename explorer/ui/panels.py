@@ -15,11 +15,16 @@ from typing import Sequence
 
 import numpy as np
 import streamlit as st
+import torch
 
-from explorer import viz
+from explorer import metrics, viz
 
-from . import explain, export, stages
+from . import background, explain, export, keys, stages
 from .common import fmt
+from .state import CHART_W, W_MAX
+
+__all__ = ["CHART_DEFAULT", "FAMILIES", "Pair", "PanelInput", "UNDEFINED_WHY", "analysis",
+           "metric_table_html"]
 
 # Presentation only: which classical metric each LENS metric relaxes (rows of the table).
 FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -40,7 +45,7 @@ UNDEFINED_WHY = {
 }
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Pair:
     """One (original map, perturbed map) pair shown by the panel."""
 
@@ -51,7 +56,7 @@ class Pair:
     note: str = ""  # shown under the table when set (e.g. "label changed")
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class PanelInput:
     dataset: str
     height: int
@@ -65,8 +70,6 @@ class PanelInput:
 
 
 def _families():
-    from explorer import metrics
-
     covered = {k for _, c, l in FAMILIES for k in c + l}
     extra = tuple(k for k in metrics.METRIC_KEYS if k not in covered)
     fams = [f for f in FAMILIES if all(k in metrics.METRICS for k in f[1] + f[2])]
@@ -76,8 +79,6 @@ def _families():
 
 
 def _name_cell(key: str) -> str:
-    from explorer import metrics
-
     info = metrics.METRICS[key]
     tip = html.escape(f"{info.formula} — {info.description}", quote=True)
     arrow = "↑" if info.higher_is_better else "↓"
@@ -88,8 +89,6 @@ def _name_cell(key: str) -> str:
 
 
 def _value_cell(key: str, pair_index: int, value: float, bold: bool) -> str:
-    from explorer import metrics
-
     text = fmt(value)
     title = ""
     if isinstance(value, float) and math.isnan(value):
@@ -168,12 +167,10 @@ def _per_pair(batched: dict[str, list[float]], n: int) -> list[dict[str, float]]
 
 
 def _chart(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]) -> None:
-    from explorer import metrics
-
     key, a, b = _stacked(panel.pairs)
     n = len(panel.pairs)
     if axis == "w":
-        xs = list(stages.CHART_W)
+        xs = list(CHART_W)
         per_x = [_per_pair(stages.scores(key, a, b, k, wv), n) for wv in xs]
         title, marker = "w (neighbourhood radius, px)", w
     else:
@@ -189,12 +186,10 @@ def _chart(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]) 
     fig = viz.metric_lines(xs, series, x_title=title, marker_x=marker,
                            log_x=(axis == "k"))
     st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
-                    key=f"{panel.key}.chart.{axis}")
+                    key=keys.widget(panel.key, "chart", axis))
 
 
 def _notes(panel: PanelInput, values: list[dict[str, float]]) -> None:
-    from explorer import metrics
-
     notes = []
     for pair, vals in zip(panel.pairs, values):
         undefined = [metrics.METRICS[key].name for key, v in vals.items() if math.isnan(v)]
@@ -221,22 +216,20 @@ def _diverse_note(m: dict[str, np.ndarray], k: int, shown: Pair) -> None:
 @st.fragment
 def analysis(panel: PanelInput) -> None:
     """k / w sliders, the metric table and the views; reruns alone when they change."""
-    from explorer import metrics
-
     ds, h, wd = panel.dataset, panel.height, panel.width
-    k_key, w_key = f"cfg.k.{ds}", f"cfg.w.{ds}"
+    k_key, w_key = keys.k(ds), keys.w(ds)
     c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
     with c1:
         k = st.slider("k (top pixels compared)", 1, h * wd, key=k_key,
                       help=f"Size of the top-k sets, 1 .. H·W = {h * wd}.")
     with c2:
-        w = st.slider("w (neighbourhood radius, px)", 0, stages.W_MAX, key=w_key,
+        w = st.slider("w (neighbourhood radius, px)", 0, W_MAX, key=w_key,
                       help="LENS counts a top-k pixel as kept when it lies in the "
                            "(2w+1)×(2w+1) square around a top-k pixel of the other map.")
     labels = [p.label for p in panel.pairs]
     with c3:
         if len(panel.pairs) > 1:
-            shown_label = st.radio("Pictures show", labels, key=f"{panel.key}.shown",
+            shown_label = st.radio("Pictures show", labels, key=keys.widget(panel.key, "shown"),
                                    horizontal=True)
         else:
             shown_label = labels[0]
@@ -256,7 +249,7 @@ def analysis(panel: PanelInput) -> None:
     values = _per_pair(stages.scores(key, a, b, k, w), len(panel.pairs))
     st.markdown(metric_table_html(values, labels, k=k, w=w), unsafe_allow_html=True)
     # Rank correlations depend on w only: have them ready for the next w moves.
-    stages.prefetch_without_k(key, a, b, stages.CHART_W)
+    background.prefetch_without_k(key, a, b, CHART_W)
 
     shown = panel.pairs[labels.index(shown_label)]
     _notes(panel, values)
@@ -265,16 +258,16 @@ def analysis(panel: PanelInput) -> None:
     tab_names = ["Neighbourhood overlap", "Diverse pixels", "Scores vs w", "Scores vs k"]
     if panel.histories:
         tab_names.append("Attack history")
-    tabs = st.tabs(tab_names, key=f"{panel.key}.tabs", on_change="rerun")
+    tabs = st.tabs(tab_names, key=keys.widget(panel.key, "tabs"), on_change="rerun")
     with tabs[0]:
         if tabs[0].open:
             show_hood = st.toggle("Show the neighbourhood N_w translucent", value=True,
-                                  key=f"{panel.key}.hood")
+                                  key=keys.widget(panel.key, "hood"))
             m = stages.masks(shown.key, shown.a, shown.b, k, w)
             st.plotly_chart(viz.overlap_figure(shown.a, shown.b, m, k=k, w=w,
                                                show_neighbourhood=show_hood),
                             width="stretch", config={"displayModeBar": False},
-                            key=f"{panel.key}.overlap")
+                            key=keys.widget(panel.key, "overlap"))
             st.caption(
                 "Left: the original top-k pixels, classed by where the other map's top-k lies: "
                 "exact match, within w of one of its pixels, or lost. Right: the perturbed "
@@ -282,14 +275,14 @@ def analysis(panel: PanelInput) -> None:
                 "Exact + within, divided by k, is the LENS score in the legend title.")
     with tabs[1]:
         if tabs[1].open:
-            squares = st.toggle("Show exclusion squares", value=False, key=f"{panel.key}.squares",
-                                disabled=(w == 0))
+            squares = st.toggle("Show exclusion squares", value=False,
+                                key=keys.widget(panel.key, "squares"), disabled=(w == 0))
             m = stages.masks(shown.key, shown.a, shown.b, k, w)
             _diverse_note(m, k, shown)
             st.plotly_chart(viz.diverse_figure(shown.a, shown.b, m, k=k, w=w,
                                                show_squares=squares),
                             width="stretch", config={"displayModeBar": False},
-                            key=f"{panel.key}.diverse")
+                            key=keys.widget(panel.key, "diverse"))
             st.caption(
                 "Diverse top-k walks the pixels from the top and keeps a pixel only when it is "
                 "outside the (2w+1)×(2w+1) square of every pixel kept so far; at w = 0 it is "
@@ -300,7 +293,7 @@ def analysis(panel: PanelInput) -> None:
                 chosen = st.multiselect(
                     "Metrics", list(metrics.METRIC_KEYS), default=list(CHART_DEFAULT),
                     format_func=lambda key: metrics.METRICS[key].name,
-                    key=f"{panel.key}.chartmetrics.{axis}")
+                    key=keys.widget(panel.key, "chartmetrics", axis))
                 if chosen:
                     _chart(panel, k, w, axis, chosen)
                 if len(panel.pairs) > 1:
@@ -312,7 +305,7 @@ def analysis(panel: PanelInput) -> None:
                 st.plotly_chart(viz.history_chart(panel.histories,
                                                   measure=metrics.METRICS[panel.measure].name),
                                 width="stretch", config={"displayModeBar": False},
-                                key=f"{panel.key}.history")
+                                key=keys.widget(panel.key, "history"))
                 st.caption("The selection measure of the best label-preserving iterate found "
                            "so far, per step (step 0 is the unperturbed input).")
     if panel.export is not None:
@@ -331,10 +324,6 @@ def _export_row(panel: PanelInput, k: int, w: int, labels: list[str],
 
     def figure(fmt_name: str):
         def make() -> bytes:  # runs on download, in another thread: no Streamlit calls
-            import torch
-
-            from explorer import metrics
-
             m = {key: v.numpy() for key, v in metrics.overlap_masks(
                 torch.from_numpy(shown.a), torch.from_numpy(shown.b), k, w).items()}
             return export.panel_bytes(ctx, label=shown.label, a=shown.a, b=shown.b, masks=m,
@@ -345,14 +334,15 @@ def _export_row(panel: PanelInput, k: int, w: int, labels: list[str],
     c1, c2, c3 = st.columns(3)
     c1.download_button("JSON: configuration + scores", data=json_bytes,
                        file_name=f"{stem}.json", mime="application/json", on_click="ignore",
-                       icon=":material/data_object:", key=f"{panel.key}.dl.json",
+                       icon=":material/data_object:", key=keys.widget(panel.key, "dl", "json"),
                        width="stretch")
     c2.download_button(f"Figure PNG ({shown.label})", data=figure("png"),
                        file_name=f"{stem}.png", mime="image/png", on_click="ignore",
-                       icon=":material/image:", key=f"{panel.key}.dl.png", width="stretch")
+                       icon=":material/image:", key=keys.widget(panel.key, "dl", "png"),
+                       width="stretch")
     c3.download_button(f"Figure PDF ({shown.label})", data=figure("pdf"),
                        file_name=f"{stem}.pdf", mime="application/pdf", on_click="ignore",
-                       icon=":material/picture_as_pdf:", key=f"{panel.key}.dl.pdf",
+                       icon=":material/picture_as_pdf:", key=keys.widget(panel.key, "dl", "pdf"),
                        width="stretch")
     st.caption("The page address reproduces this view (dataset, model, image, method, attack "
                "and its parameters, seed, k, w): copy it from the address bar to share it. "

@@ -1,7 +1,7 @@
-"""The view configuration: one dataclass, its URL form, and its cache keys.
+"""The view configuration: one frozen dataclass and its cache keys (no streamlit import).
 
-A :class:`Config` says everything that determines what the explorer page shows. It round-trips
-through ``st.query_params`` (so a link reproduces a view) and into the exported JSON. All values
+A :class:`Config` says everything that determines what the explorer page shows. It goes into
+the page's link (``link.to_query(link.link_state(cfg))``) and into the exported JSON. All values
 are kept in the library's units (ε in [0, 1] pixel units, whatever the dataset).
 """
 
@@ -10,13 +10,31 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
+
+from explorer import attacks
+
+__all__ = ["CHART_W", "Config", "DEVICES", "SOURCES", "W_MAX", "attack_specs"]
 
 SOURCES = ("sample", "index", "upload")
 DEVICES = ("auto", "cuda", "cpu")
+W_MAX = 10  # largest w offered by the slider
+CHART_W = tuple(range(0, 6))  # the w values of the "scores vs w" chart (prefetched)
 
 
-@dataclass
+def attack_specs(attack_info) -> tuple:
+    """The parameters a configuration carries for an attack: its own (but ``seed``, which is the
+    sidebar's global seed) plus the selection parameters of the best iterate (measure, w, and β
+    where the attack differentiates through the smooth surrogate)."""
+    own = [p for p in attack_info.params if p.name != "seed"]
+    names = {p.name for p in own}
+    extra = [p for p in attacks.SELECTION_PARAMS
+             if p.name not in names and p.name != "seed"
+             and (p.name != "beta" or attack_info.uses_gradient)]
+    return tuple(own + extra)
+
+
+@dataclass(frozen=True)
 class Config:
     dataset: str
     model: str
@@ -57,109 +75,3 @@ class Config:
         d.pop("w")
         raw = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------- URL form
-# Short names keep links readable. Method / attack parameters are "m.<name>" / "a.<name>".
-
-def to_query(cfg: Config, *, ran: bool = False) -> dict[str, str]:
-    q: dict[str, str] = {
-        "ds": cfg.dataset,
-        "model": cfg.model,
-        "src": cfg.source,
-    }
-    if cfg.source != "upload":
-        q["img"] = str(cfg.image)
-    q["method"] = cfg.method
-    for name, value in cfg.method_params.items():
-        q[f"m.{name}"] = _to_text(value)
-    q["attack"] = cfg.attack
-    for name, value in cfg.attack_params.items():
-        q[f"a.{name}"] = _to_text(value)
-    if cfg.region is not None:
-        q["region"] = ",".join(str(v) for v in cfg.region)
-    q["seed"] = str(cfg.seed)
-    q["dev"] = cfg.device
-    q["k"] = str(cfg.k)
-    q["w"] = str(cfg.w)
-    if ran:
-        q["run"] = "1"
-    return q
-
-
-def _to_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def parse_value(param, text: str) -> Any:
-    """Turn URL text into a value for a :class:`explorer.params.Param` (then checked by it)."""
-    if param.kind == "bool":
-        lowered = text.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"parameter {param.name!r} must be true or false; got {text!r}")
-    if param.kind == "choice":
-        for choice in param.choices:
-            if str(choice) == text:
-                return param.check(choice)
-        raise ValueError(f"parameter {param.name!r} must be {param.allowed()}; got {text!r}")
-    try:
-        number = float(text) if param.kind == "float" else int(text)
-    except ValueError:
-        raise ValueError(f"parameter {param.name!r} must be {param.allowed()}; got {text!r}") from None
-    return param.check(number)
-
-
-def parse_params(specs: Sequence, query: Mapping[str, str], prefix: str,
-                 problems: list[str]) -> dict[str, Any]:
-    """Values of ``specs`` found in ``query`` under ``prefix``; bad ones reported, not raised."""
-    by_name = {p.name: p for p in specs}
-    out: dict[str, Any] = {}
-    for key, text in query.items():
-        if not key.startswith(prefix):
-            continue
-        name = key[len(prefix):]
-        if name not in by_name:
-            problems.append(f"link parameter `{key}` is not a parameter here "
-                            f"(allowed: {', '.join(by_name) or 'none'}); ignored")
-            continue
-        try:
-            out[name] = parse_value(by_name[name], text)
-        except ValueError as exc:
-            problems.append(f"link parameter `{key}`: {exc}; using the default")
-    return out
-
-
-def parse_int(query: Mapping[str, str], key: str, problems: list[str], *,
-              lo: int | None = None, hi: int | None = None, what: str = "") -> int | None:
-    if key not in query:
-        return None
-    text = query[key]
-    try:
-        value = int(text)
-    except ValueError:
-        problems.append(f"link parameter `{key}` must be an integer; got {text!r}; using the default")
-        return None
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        problems.append(f"link parameter `{key}` = {value} is out of range "
-                        f"({what or 'allowed'}: {rng}); using the default")
-        return None
-    return value
-
-
-def parse_region(text: str, height: int, width: int) -> tuple[int, int, int, int]:
-    try:
-        r0, r1, c0, c1 = (int(v) for v in text.split(","))
-    except ValueError:
-        raise ValueError(f"region must be four integers r0,r1,c0,c1; got {text!r}") from None
-    if not (0 <= r0 <= r1 < height and 0 <= c0 <= c1 < width):
-        raise ValueError(f"region rows must satisfy 0 <= r0 <= r1 < {height} and columns "
-                         f"0 <= c0 <= c1 < {width}; got {text!r}")
-    return r0, r1, c0, c1

@@ -170,8 +170,9 @@ def _results_views(rs: summary.ResultSet, key_prefix: str, claims=None) -> None:
                 title=f"{dataset} / {method} (ε = {eps:.4g}, k = {k}, w = {w})"),
                 key=f"{key_prefix}_modelsfig")
     with t_claims:
-        st.caption("Each claim of the paper at every dataset's paper setting, with the "
-                   "rule used to call it; the same text as `python -m explorer report`.")
+        st.caption("Each of the paper's claims (stated in the repository's docs/spec.md) at "
+                   "every dataset's paper setting, with the rule used to call it; the same text "
+                   "as `python -m explorer report`.")
         for c in (claims() if claims is not None else paper_claims.claims(df)):
             icon = {"supported": ":material/check_circle:",
                     "not supported": ":material/cancel:"}.get(c.verdict, ":material/help:")

@@ -1,5 +1,5 @@
-"""The Sweeps page under Streamlit's AppTest: it opens a results folder and shows the
-report's numbers; a bad folder gives a message, not a traceback."""
+"""The Sweeps page (batch evaluation results) under Streamlit's AppTest: it opens a results
+folder and shows the report's numbers; a bad folder gives a message, not a traceback."""
 
 from __future__ import annotations
 

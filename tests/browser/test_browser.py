@@ -172,3 +172,21 @@ def test_click_during_attack_stops_it_and_keeps_the_best(page, app_url):
     assert list(read_table(page)["values"]) == ["attack", "random sign"]
     screenshot(page, "08-stopped")
     _no_traceback(page)
+
+
+def test_bad_link_values_are_plain_text_in_one_box(page, app_url):
+    from urllib.parse import urlencode
+
+    query = urlencode({"ds": "[win](http://evil.example)", "a.steps": "abc", "k": "99999",
+                       "model": "![t](http://tracker.example/p.png)"})
+    open_app(page, app_url, query)
+    boxes = page.locator('[data-testid="stMain"] [data-testid="stAlertContentWarning"]')
+    assert boxes.count() == 1
+    box = boxes.first
+    text = box.inner_text()
+    assert "[win](http://evil.example)" in text and "![t](http://tracker.example/p.png)" in text
+    # Shown as text: no link, no image, no element pointing outside the app.
+    assert box.locator("a, img, [src*='tracker'], [href*='evil']").count() == 0
+    assert page.locator("[src*='tracker.example'], [href*='evil.example']").count() == 0
+    screenshot(page, "09-bad-link")
+    _no_traceback(page)

@@ -1,0 +1,245 @@
+"""Work that runs beside or between Streamlit script runs.
+
+- :class:`AttackBoard`: which attacks are running and the best results of interrupted ones, so
+  that the run started by a click can pick up what the interrupted run found.
+- :class:`Progress`: the attack's progress callback; it draws the bar from inside a cached
+  function and turns a click during the attack into an early stop.
+- :class:`RankScoreStore` and :func:`prefetch_without_k`: the k-independent scores of a pair per
+  w, filled in by a background thread after a page is drawn.
+
+Both stores are process-wide (``st.cache_resource``) and thread-safe: they are shared between
+the script threads of a session and the prefetch threads, which run outside any script run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import streamlit as st
+import torch
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from explorer import metrics
+
+if TYPE_CHECKING:  # the stages import this module
+    from .stages import AttackOutcome
+
+__all__ = ["AttackBoard", "AttackInterrupted", "Progress", "RankScoreStore", "attack_board",
+           "prefetch_without_k", "rank_score_store", "scores_without_k", "session_id"]
+
+
+# ------------------------------------------------------------------------------- attacks
+
+class AttackBoard:
+    """Which attacks are running and the best results of interrupted ones, per session.
+
+    Lives outside ``st.session_state`` on purpose: when the user clicks during an attack,
+    Streamlit starts the next run in a new thread at once (``runner.fastReruns``) while the
+    interrupted run finishes its current step, and the two must hand over the result safely.
+    """
+
+    MAX_PARTIAL = 16
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[tuple, float] = {}
+        self.partial: OrderedDict[tuple, AttackOutcome] = OrderedDict()
+
+    def start(self, key: tuple) -> None:
+        with self.lock:
+            self.running[key] = time.monotonic()
+
+    def finish(self, key: tuple, partial: AttackOutcome | None = None) -> None:
+        with self.lock:
+            self.running.pop(key, None)
+            if partial is None:
+                self.partial.pop(key, None)
+            else:
+                self.partial[key] = partial
+                self.partial.move_to_end(key)
+                while len(self.partial) > self.MAX_PARTIAL:
+                    self.partial.popitem(last=False)
+
+    def is_running(self, key: tuple) -> bool:
+        with self.lock:
+            return key in self.running
+
+    def get_partial(self, key: tuple) -> AttackOutcome | None:
+        with self.lock:
+            return self.partial.get(key)
+
+
+@st.cache_resource(show_spinner=False)
+def attack_board() -> AttackBoard:
+    return AttackBoard()
+
+
+def session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "bare"
+
+
+class AttackInterrupted(Exception):
+    """The user interacted with the page while an attack ran: the attack stopped early.
+
+    Carries the best result so far (not cached) and Streamlit's control exception (rerun /
+    stop), which the page must re-raise so that Streamlit handles the interaction.
+    """
+
+    def __init__(self, result: AttackOutcome, control: BaseException):
+        super().__init__("attack interrupted by the user")
+        self.result = result
+        self.control = control
+
+
+class Progress:
+    """A progress callback ``(step, total, best) -> stop?`` that updates ``bar``.
+
+    Streamlit records elements drawn inside a cached function to replay them on cache hits; the
+    progress updates must not be replayed, so they run in the context captured here (outside the
+    cached function). When the user clicks anything while the attack runs, Streamlit raises its
+    rerun/stop signal inside the update: the callback keeps it (:attr:`interrupt`) and asks the
+    attack to stop early, so the best iterate so far is kept.
+    """
+
+    def __init__(self, bar, measure_label: str) -> None:
+        self.bar = bar
+        self.measure_label = measure_label
+        self.outer = contextvars.copy_context()
+        self.last = 0.0
+        self.start = time.perf_counter()
+        self.interrupt: BaseException | None = None
+
+    def __call__(self, step: int, total: int, best: float) -> bool:
+        if self.interrupt is not None:
+            return True
+        now = time.perf_counter()
+        if 0 < step < total and now - self.last < 0.1:
+            return False  # at most ~10 updates a second
+        self.last = now
+        frac = min(max(step / max(total, 1), 0.0), 1.0)
+        best_text = "n/a" if best is None or not np.isfinite(best) else f"{best:.3f}"
+        text = f"step {step} / {total} · best {self.measure_label} so far: {best_text}"
+        if step > 0:
+            per_step = (now - self.start) / step
+            left = per_step * (total - step)
+            if left > 5:
+                text += (f" · {per_step:.2g} s per step, about "
+                         f"{left / 60:.0f} min left" if left > 90 else
+                         f" · {per_step:.2g} s per step, about {left:.0f} s left")
+            if left > 20:
+                text += " · any click stops it and keeps the best so far"
+        try:
+            self.outer.run(self.bar.progress, frac, text=text)
+        except BaseException as exc:  # Streamlit's rerun/stop signal (a BaseException)
+            if isinstance(exc, Exception):
+                raise
+            self.interrupt = exc
+            return True
+        return False
+
+
+# ------------------------------------------------------------------------------- scores
+
+class RankScoreStore:
+    """Bounded, thread-safe store of the k-independent scores of a pair, per w.
+
+    The rank correlations need one ``metrics.rank_metrics`` per w (the slow part of a w move on
+    a 224×224 pair); after a page is drawn, a background thread fills in w = 0..5 so that moving
+    the w slider there finds them ready. A plain store (not ``st.cache_data``) because the
+    background thread runs outside any Streamlit script run.
+    """
+
+    MAX_ENTRIES = 512
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.values: OrderedDict[tuple, dict[str, list]] = OrderedDict()
+        self.busy: set[str] = set()
+
+    def get(self, key: tuple) -> dict[str, list] | None:
+        with self.lock:
+            value = self.values.get(key)
+            if value is not None:
+                self.values.move_to_end(key)
+            return value
+
+    def put(self, key: tuple, value: dict[str, list]) -> None:
+        with self.lock:
+            self.values[key] = value
+            self.values.move_to_end(key)
+            while len(self.values) > self.MAX_ENTRIES:
+                self.values.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def rank_score_store() -> RankScoreStore:
+    return RankScoreStore()
+
+
+def _compute_without_k(pair_key: str, a: np.ndarray, b: np.ndarray, w: int) -> dict[str, Any]:
+    """The metrics that do not depend on k: the w-free part (Spearman, Kendall, centre shift)
+    once per pair, the LENS correlations once per (pair, w) (``metrics.rank_metrics``)."""
+    store = rank_score_store()
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    plain = store.get((pair_key, "w-free"))
+    if plain is None:
+        plain = {key: v.tolist() for key, v in metrics.rank_metrics(ta, tb, 0).items()
+                 if key not in ("lens_spearman", "lens_kendall")}
+        store.put((pair_key, "w-free"), plain)
+    lens = metrics.rank_metrics(ta, tb, w, lens_only=True)
+    return {**plain, **{key: v.tolist() for key, v in lens.items()}}
+
+
+def scores_without_k(pair_key: str, a: np.ndarray, b: np.ndarray, w: int) -> dict[str, Any]:
+    """The metrics of ``compare`` that do not depend on k (rank correlations: on w only;
+    centre shift: on neither), from the store or computed and stored per (pair, w)."""
+    store = rank_score_store()
+    value = store.get((pair_key, w))
+    if value is None:
+        value = _compute_without_k(pair_key, a, b, w)
+        store.put((pair_key, w), value)
+    return value
+
+
+def prefetch_without_k(pair_key: str, a: np.ndarray, b: np.ndarray, ws) -> None:
+    """Fill the store for the w values ``ws`` in a background thread (no Streamlit calls)."""
+    store = rank_score_store()
+    missing = [w for w in ws if store.get((pair_key, w)) is None]
+    with store.lock:
+        if not missing or pair_key in store.busy:
+            return
+        store.busy.add(pair_key)
+
+    def work() -> None:
+        try:
+            for w in missing:
+                if store.get((pair_key, w)) is None:
+                    store.put((pair_key, w), _compute_without_k(pair_key, a, b, w))
+        except Exception:  # noqa: BLE001 - a failed prefetch only costs the speed-up
+            pass
+        finally:
+            with store.lock:
+                store.busy.discard(pair_key)
+
+    thread = threading.Thread(target=work, name="explorer-prefetch", daemon=True)
+    _PREFETCH_THREADS.add(thread)
+    thread.start()
+
+
+_PREFETCH_THREADS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _join_prefetch_threads() -> None:
+    """Let running prefetches finish at interpreter exit (a daemon thread killed inside a torch
+    kernel aborts the process)."""
+    for thread in list(_PREFETCH_THREADS):
+        thread.join(timeout=60)
