@@ -8,7 +8,6 @@ class at a given step. Lesson text is shown as plain text, never as Markdown or 
 
 from __future__ import annotations
 
-import html
 from urllib.parse import urlencode
 
 import numpy as np
@@ -21,9 +20,11 @@ from explorer.attributions import METHODS
 from explorer.lessons import results as lresults
 from explorer.lessons.spec import Lesson, LessonError, Step, load_lesson, parse_lesson, shipped_lessons
 from explorer.ui.common import fmt
-from explorer.ui.state import Config, to_query
+from explorer.ui.link import link_state, to_query
+from explorer.ui.plain import literal, prose
+from explorer.ui.state import Config
 
-__all__ = ["render", "plain", "PRESENTER_CSS", "KEYS_JS"]
+__all__ = ["render", "PRESENTER_CSS", "KEYS_JS"]
 
 VIEW_CAPTIONS = {
     "maps": "The image and its attribution map.",
@@ -67,15 +68,6 @@ if (!doc.__lessonKeys) {
 }
 </script>
 """
-_MD_SPECIAL = "\\`*_{}[]()#+-.!|<>~$"
-
-
-def plain(text: str) -> str:
-    """``text`` escaped so that Streamlit's Markdown shows it literally (no links, images, HTML)."""
-    out = html.escape(str(text), quote=False)
-    return "".join("\\" + c if c in _MD_SPECIAL else c for c in out)
-
-
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _results(lesson: Lesson) -> dict:
     return lresults.load_results(lesson)
@@ -88,7 +80,7 @@ def _pick_lesson() -> Lesson | None:
         try:
             lessons[key] = load_lesson(path)
         except LessonError as exc:
-            st.error(f"Shipped lesson {key} cannot be read: {plain(exc)}")
+            st.error(f"Shipped lesson {key} cannot be read: {prose(exc)}")
     with st.sidebar:
         st.subheader("Lesson")
         upload = st.file_uploader("Your own lesson file (TOML)", type=["toml"],
@@ -99,12 +91,12 @@ def _pick_lesson() -> Lesson | None:
         except UnicodeDecodeError:
             st.error("The uploaded lesson is not UTF-8 text; save it as UTF-8 TOML.")
         except LessonError as exc:
-            st.error(plain(exc))
+            st.error(prose(exc))
         return None
     wanted = st.query_params.get("lesson", "fragile-or-measure")
     keys = list(lessons)
     if wanted not in lessons:
-        st.warning(f"There is no lesson {plain(wanted[:60])!s}; lessons: {', '.join(keys)}.")
+        st.warning(f"There is no lesson {literal(wanted)}; lessons: {', '.join(keys)}.")
         wanted = keys[0]
     with st.sidebar:
         key = st.selectbox("Shipped lessons", keys, index=keys.index(wanted),
@@ -121,7 +113,7 @@ def _step_number(lesson: Lesson) -> int:
     except ValueError:
         n = 0
     if not 1 <= n <= len(lesson.steps):
-        st.warning(f"Step {plain(text[:20])} does not exist; this lesson has steps 1 to "
+        st.warning(f"Step {literal(text, 20)} does not exist; this lesson has steps 1 to "
                    f"{len(lesson.steps)}. Showing step 1.")
         n = 1
     return n
@@ -163,7 +155,7 @@ def _explorer_link(state, k: int, w: int) -> str:
                  method=state.method, method_params=dict(state.method_params),
                  attack=state.attack, attack_params=dict(state.attack_params), seed=state.seed,
                  k=k, w=w)
-    return urlencode(to_query(cfg))
+    return urlencode(to_query(link_state(cfg)))
 
 
 NO_ATTACK_X = "no label-preserving x′ found"
@@ -237,13 +229,13 @@ def _question(step: Step, n: int) -> None:
     q = step.question
     if q is None:
         return
-    st.markdown(f"**Question.** {plain(q.prompt)}")
+    st.markdown(f"**Question.** {prose(q.prompt)}")
     st.radio("Your answer", q.choices, index=None, key=f"lesson.{n}.answer",
-             format_func=plain, label_visibility="collapsed")
+             format_func=prose, label_visibility="collapsed")
     if st.toggle("Reveal", key=f"lesson.{n}.reveal"):
         if q.answer is not None:
-            st.markdown(f"**Answer:** {plain(q.choices[q.answer])}")
-        st.info(plain(q.reveal), icon=":material/lightbulb:")
+            st.markdown(f"**Answer:** {prose(q.choices[q.answer])}")
+        st.info(prose(q.reveal), icon=":material/lightbulb:")
 
 
 def render() -> None:
@@ -266,15 +258,15 @@ def render() -> None:
     try:
         results = _results(lesson)
     except LessonError as exc:
-        st.error(f"{plain(exc)} (a teacher's own lesson is precomputed with the same command; "
+        st.error(f"{prose(exc)} (a teacher's own lesson is precomputed with the same command; "
                  "pass --results to keep its files elsewhere)")
         return
     n = _step_number(lesson)
     step = lesson.steps[n - 1]
-    st.caption(f"{plain(lesson.title)} · step {n} of {len(lesson.steps)}")
-    st.title(step.title, anchor=False)
+    st.caption(f"{prose(lesson.title)} · step {n} of {len(lesson.steps)}")
+    st.title(prose(step.title), anchor=False)
     for para in step.paragraphs:
-        st.markdown(plain(para))
+        st.markdown(prose(para))
     values = _control_values(step, n)
     state = _state_for(step, values)
     k, w = values.get("k", state.k), values.get("w", state.w)

@@ -6,13 +6,17 @@ external image, a bare ``http://…`` an autolink, ``:red[…]`` coloured text. 
 do not stop autolinks, so a value from a link or an upload is put in a code span instead, whose
 content Markdown shows verbatim, with invisible and control characters written as escapes and
 long values cut to :data:`LIMIT` characters (the full length stated).
+
+Longer texts that are read as prose (a lesson's paragraphs, a question and its choices) use
+:func:`prose` instead: the same characters, every Markdown and HTML construct neutralised.
 """
 
 from __future__ import annotations
 
+import html
 import re
 
-__all__ = ["LIMIT", "literal", "printable"]
+__all__ = ["LIMIT", "literal", "printable", "prose"]
 
 LIMIT = 60  # characters of a user value shown; the rest is replaced by an ellipsis
 
@@ -43,3 +47,24 @@ def literal(text: str, limit: int = LIMIT) -> str:
     if len(text) > limit:
         code += f" ({len(text):,} characters)"
     return code
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:])")
+_AUTOLINK = re.compile(r"(?i)(://|www\.|@)")
+WORD_JOINER = "\u2060"  # invisible; stops GFM from turning a bare URL or address into a link
+
+
+def prose(text: str) -> str:
+    """Markdown that shows ``text`` as plain prose: HTML escaped, every Markdown punctuation
+    character backslash-escaped (no emphasis, links, images, headings, lists, colours, maths),
+    and bare URLs, ``www.`` names and e-mail addresses broken by an invisible word joiner so
+    they are not autolinked. Newlines stay paragraph breaks; other control characters are
+    written as escapes."""
+    lines = [printable(line) for line in str(text).split("\n")]
+    out = []
+    for line in lines:
+        line = html.escape(line, quote=False)
+        line = _MD_SPECIAL.sub(r"\\\1", line)
+        line = _AUTOLINK.sub(lambda m: m.group(1)[0] + WORD_JOINER + m.group(1)[1:], line)
+        out.append(line)
+    return "\n".join(out)
