@@ -39,10 +39,8 @@ def _add_data(p):
 
 
 def _run_data(args) -> int:
-    from . import data
-
     try:
-        return _run_data_command(data, args)
+        return _run_data_command(args)
     except BrokenPipeError:
         raise
     except OSError as exc:  # a data root that cannot be read or written
@@ -52,10 +50,12 @@ def _run_data(args) -> int:
         return 2
 
 
-def _run_data_command(data, args) -> int:
+def _run_data_command(args) -> int:
+    from . import data, data_import  # torch and PIL: loaded only by the data subcommand
+
     if args.data_command == "import":
-        report = data.import_with_report(args.dataset, args.dir, root=args.data_root,
-                                         verify=not args.unverified)
+        report = data_import.import_with_report(args.dataset, args.dir, root=args.data_root,
+                                                verify=not args.unverified)
         print(report.text())
         return 0
     if args.data_command == "build-samples":

@@ -14,7 +14,6 @@ torchvision's layouts are used under that root (``MNIST/raw``, ``FashionMNIST/ra
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -30,12 +29,9 @@ __all__ = [
     "Samples", "as_tensors", "build_bundled_samples", "data_root", "dataset_status",
     "expected_location", "get_dataset", "idx_header_problem", "idx_layout", "import_command", "load_samples",
     "load_test_set", "load_train_set", "parse_idx",
-    # from explorer.uploads and explorer.data_import (see the end of this module)
-    "ALLOWED_UPLOADS", "ImportReport", "MAX_JPEG_PIXELS", "MAX_UPLOAD_ASPECT",
-    "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "MAX_WEBP_PIXELS", "UPLOAD_EXTENSIONS",
-    "UPLOAD_FORMATS", "UPLOAD_MEMORY_BUDGET", "UploadError", "import_dataset",
-    "import_with_report", "load_upload",
 ]
+# Uploads (validation, decoding) live in explorer.uploads and dataset imports in
+# explorer.data_import; both build on this module's registry.
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS_DIR = REPO_ROOT / "assets"
@@ -608,27 +604,3 @@ def load_samples(dataset: str, root=None) -> Samples:
             break
     names = [f"test #{i}: {info.class_names[l]}" for i, l in zip(idx, labels)]
     return Samples(torch.stack(xs), torch.tensor(labels), names, idx)
-
-
-# --------------------------------------------------------------------------------------
-# Uploads and imports live in their own modules
-# --------------------------------------------------------------------------------------
-
-# explorer.uploads and explorer.data_import build on this module's registry; their public
-# names stay reachable as ``data.NAME`` (where the app and the CLI look for them) and are
-# resolved on first use, because importing those modules here would be circular.
-_MOVED = {
-    **dict.fromkeys(
-        ("UploadError", "load_upload", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS",
-         "MAX_UPLOAD_ASPECT", "MAX_JPEG_PIXELS", "MAX_WEBP_PIXELS", "UPLOAD_MEMORY_BUDGET",
-         "UPLOAD_FORMATS", "UPLOAD_EXTENSIONS", "ALLOWED_UPLOADS"),
-        "uploads"),
-    **dict.fromkeys(("import_dataset", "import_with_report", "ImportReport"), "data_import"),
-}
-
-
-def __getattr__(name: str):
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), name)

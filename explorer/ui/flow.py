@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from explorer import attacks, data, metrics, models
+from explorer import attacks, data, metrics, models, uploads
 
 from . import background, keys, stages
 from .common import show_problem
@@ -64,7 +64,7 @@ def choose_input(sb: Sidebar) -> Input | None:
             try:
                 x = stages.upload_image(ds, name, raw, sha, cfg.upload_sha.endswith(":inverted"))
                 return Input(x, -1, cfg.image_key(), f"upload {name}", "upload", None)
-            except data.UploadError as exc:
+            except uploads.UploadError as exc:
                 fallback_reason = f"Upload refused: {exc}"
         else:
             fallback_reason = "No image uploaded yet: choose a file in the sidebar."

@@ -1,7 +1,7 @@
 """The image picker of the sidebar: bundled samples with their gallery, a test-set index, or
 an upload, plus the "Random image" button.
 
-Uploads are decoded by ``explorer.data.load_upload`` (through the cached ``stages.upload_image``);
+Uploads are decoded by ``explorer.uploads.load_upload`` (through the cached ``stages.upload_image``);
 the last accepted file of each dataset is kept in the session so that the pages can use it.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from explorer import data
+from explorer import data, uploads
 
 from . import keys, stages
 from .plain import literal
@@ -110,7 +110,7 @@ def _upload_controls(ds: str, info) -> tuple[str | None, str | None]:
         try:
             stages.upload_image(ds, uploaded.name, raw, sha, invert)
             accepted[ds] = (uploaded.name, sha, raw)
-        except data.UploadError as exc:
+        except uploads.UploadError as exc:
             upload_error = str(exc)
             st.error(f"Refused: {exc}", icon=":material/block:")
     if ds in accepted and upload_error is None:

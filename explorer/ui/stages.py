@@ -24,7 +24,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from explorer import attacks, attributions, data, metrics, models, viz
+from explorer import attacks, attributions, data, metrics, models, uploads, viz
 
 from .background import AttackInterrupted, Progress, scores_without_k
 
@@ -119,8 +119,8 @@ def test_image(dataset: str, index: int) -> tuple[np.ndarray, int]:
 @st.cache_data(max_entries=16, show_spinner=False)
 def upload_image(dataset: str, filename: str, _raw: bytes, sha: str,
                  invert: bool = False) -> np.ndarray:
-    """An accepted upload as ``(1, C, H, W)``; raises ``data.UploadError`` (not cached)."""
-    x = data.load_upload(_raw, filename, dataset, invert=invert)
+    """An accepted upload as ``(1, C, H, W)``; raises ``uploads.UploadError`` (not cached)."""
+    x = uploads.load_upload(_raw, filename, dataset, invert=invert)
     return x.detach().cpu().numpy().astype(np.float32)
 
 

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from explorer import attacks, attributions, data, metrics, models
+from explorer import attacks, attributions, data, metrics, models, uploads
 
 from app_helpers import assert_table_matches, metric_table, new_app, no_errors
 
@@ -206,7 +206,7 @@ def test_good_upload_is_used():
     no_errors(at)
     assert any("cross.png" in c.value for c in at.caption)
     net = models.load("mnist", "natural")
-    x = data.load_upload(buf.getvalue(), "cross.png", "mnist")
+    x = uploads.load_upload(buf.getvalue(), "cross.png", "mnist")
     a = attributions.attribution_map(net, x)[0]
     b = _random_sign_map(net, x, "mnist")
     assert_table_matches(metric_table(at)["random sign"], _expected(a, b, 100, 1))

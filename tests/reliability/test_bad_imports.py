@@ -100,7 +100,7 @@ def two_datasets(tmp_path, monkeypatch):
 @pytest.mark.parametrize("key, which", [("mnist", 0), ("fashion_mnist", 1)])
 def test_two_datasets_in_one_folder_each_import_picks_its_own(two_datasets, tmp_path, key, which):
     folder, *sets = two_datasets
-    report = data.import_with_report(key, folder, root=tmp_path / "root")
+    report = data_import.import_with_report(key, folder, root=tmp_path / "root")
     expected = sets[which]
     assert report.dataset == key and "SHA-256 of all four files match" in report.identified
     assert "also found and not imported" in report.identified
@@ -114,7 +114,7 @@ def test_two_datasets_in_one_folder_each_import_picks_its_own(two_datasets, tmp_
 def test_a_folder_of_the_other_dataset_is_refused_by_name(two_datasets, tmp_path, capsys):
     folder, a, b = two_datasets
     with pytest.raises(ValueError) as err:
-        data.import_dataset("mnist", folder / "mnist", root=tmp_path / "root")
+        data_import.import_dataset("mnist", folder / "mnist", root=tmp_path / "root")
     msg = str(err.value)
     assert "holds no MNIST files: it holds Fashion-MNIST in" in msg
     assert f"python -m explorer data import fashion_mnist {folder / 'mnist'}" in msg
@@ -136,7 +136,7 @@ def test_several_unknown_sets_are_ambiguous(tmp_path, capsys):
     _write(tmp_path / "src" / "a", _idx_set(3))
     _write(tmp_path / "src" / "b", _idx_set(4))
     with pytest.raises(ValueError, match="holds several IDX sets that are not published datasets"):
-        data.import_dataset("mnist", tmp_path / "src", root=tmp_path / "root", verify=False)
+        data_import.import_dataset("mnist", tmp_path / "src", root=tmp_path / "root", verify=False)
     _good_import_works(tmp_path, capsys)
 
 
@@ -165,7 +165,7 @@ def test_wrong_counts(tmp_path, capsys):
     blobs["t10k-labels-idx1-ubyte"] = _idx_labels(np.zeros(3))
     src = _write(tmp_path / "src", blobs)
     with pytest.raises(ValueError, match="4 test images but 3 test labels; they must agree"):
-        data.import_dataset("mnist", src, root=tmp_path / "root", verify=False)
+        data_import.import_dataset("mnist", src, root=tmp_path / "root", verify=False)
     _good_import_works(tmp_path, capsys)
 
 
@@ -208,7 +208,7 @@ def test_status_on_an_unreadable_data_root(tmp_path):
 def test_damaged_raw_file_named_by_the_loader(tmp_path, capsys):
     src = _write(tmp_path / "src", _idx_set(10))
     root = tmp_path / "root"
-    data.import_dataset("mnist", src, root=root, verify=False)
+    data_import.import_dataset("mnist", src, root=root, verify=False)
     raw = root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     raw.write_bytes(raw.read_bytes()[:-7])
     with pytest.raises(data.DatasetUnavailable) as err:
@@ -281,7 +281,7 @@ def test_gtsrb_with_missing_classes_refused(tmp_path):
             f.unlink()
         (src / "GTSRB" / "Training" / f"{c:05d}").rmdir()
     with pytest.raises(ValueError, match="exactly the 43 class folders 00000-00042; missing or unexpected: 00005, 00006"):
-        data.import_dataset("gtsrb", src, root=tmp_path / "root")
+        data_import.import_dataset("gtsrb", src, root=tmp_path / "root")
 
 
 def test_gtsrb_good_folder_imported_with_counts(tmp_path):

@@ -51,15 +51,15 @@ def _jpeg_header(width: int, height: int, progressive: bool, sampling: int = 0x1
 
 def _refused(blob: bytes, name: str, dataset: str = "imagenet") -> str:
     t0 = time.perf_counter()
-    with pytest.raises(data.UploadError) as err:
-        data.load_upload(blob, name, dataset)
+    with pytest.raises(uploads.UploadError) as err:
+        uploads.load_upload(blob, name, dataset)
     assert time.perf_counter() - t0 < 5.0
     return str(err.value)
 
 
 def _still_works(dataset: str = "mnist") -> None:
     img = Image.new("L", (40, 30), 200)
-    x = data.load_upload(_encode(img, "PNG"), "ok.png", dataset)
+    x = uploads.load_upload(_encode(img, "PNG"), "ok.png", dataset)
     info = data.DATASETS[dataset]
     assert x.shape == (1, info.channels, *info.size)
     assert torch.allclose(x, torch.full_like(x, 200 / 255), atol=1e-6)
@@ -103,7 +103,7 @@ def test_extreme_aspect_ratio_refused_before_decoding(width, height, dataset):
 def test_aspect_ratio_boundary():
     # 10:1 is accepted (and decoded, white in the centre square); 11:1 is not.
     img = Image.new("L", (280, 28), 255)
-    x = data.load_upload(_encode(img, "PNG"), "ten.png", "mnist")
+    x = uploads.load_upload(_encode(img, "PNG"), "ten.png", "mnist")
     assert x.shape == (1, 1, 28, 28) and x.min() > 0.99
     msg = _refused(_encode(Image.new("L", (308, 28), 255), "PNG"), "eleven.png", "mnist")
     assert "308×28 pixels, 11:1" in msg
@@ -200,12 +200,12 @@ def test_48_megapixel_jpeg_accepted_and_downscaled_while_decoding(phone_jpeg):
         plan = uploads.plan_decode(im, "phone.jpg", 224)
     # decoded at 1/8 scale: 0.75 megapixels, far under the 40-megapixel limit
     assert plan.jpeg_scale == 8 and plan.decoded == (1000, 750) and plan.reduce == 1
-    x = data.load_upload(blob, "phone.jpg", "imagenet")
+    x = uploads.load_upload(blob, "phone.jpg", "imagenet")
     assert x.shape == (1, 3, 224, 224)
     # The same picture shrunk without the JPEG shortcut gives the same input (smooth image).
-    ref = data.load_upload(_encode(small, "PNG"), "ref.png", "imagenet")
+    ref = uploads.load_upload(_encode(small, "PNG"), "ref.png", "imagenet")
     assert (x - ref).abs().max() < 6 / 255
-    y = data.load_upload(blob, "phone.jpg", "mnist")
+    y = uploads.load_upload(blob, "phone.jpg", "mnist")
     assert y.shape == (1, 1, 28, 28)
     _still_works()
 
@@ -219,7 +219,7 @@ def test_phone_mpo_photo_decodes_as_a_jpeg():
         assert im.format == "MPO"
         plan = uploads.plan_decode(im, "phone.jpg", 224)
     assert plan.format == "JPEG" and plan.jpeg_scale == 4 and plan.decoded == (1000, 750)
-    x = data.load_upload(buf.getvalue(), "phone.jpg", "imagenet")
+    x = uploads.load_upload(buf.getvalue(), "phone.jpg", "imagenet")
     assert x.shape == (1, 3, 224, 224)
     # the gradient runs top (black) to bottom (white); the centre crop keeps that order
     assert x[0, 0, 5].mean() < x[0, 0, -5].mean() - 0.3
@@ -245,7 +245,7 @@ def test_strip_wise_shrinking_equals_converting_the_whole_image(mode):
     with Image.open(io.BytesIO(blob)) as im:
         plan = uploads.plan_decode(im, "x.png", 224)
     assert plan.reduce == 4  # 1900 // 448
-    x = data.load_upload(blob, "x.png", "imagenet")
+    x = uploads.load_upload(blob, "x.png", "imagenet")
     whole = uploads._to_mode(Image.open(io.BytesIO(blob)), 3)
-    ref = data.load_upload(_encode(whole.reduce(4), "PNG"), "ref.png", "imagenet")
+    ref = uploads.load_upload(_encode(whole.reduce(4), "PNG"), "ref.png", "imagenet")
     assert torch.allclose(x, ref, atol=1 / 255)

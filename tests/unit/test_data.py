@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import data
+from explorer import data, data_import, uploads
 from explorer.__main__ import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,17 +190,17 @@ def test_data_import_refuses_missing_and_malformed_files(tmp_path, capsys):
     _write_fake_idx(src)
     (src / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(ValueError, match="lacks t10k-labels-idx1-ubyte"):
-        data.import_dataset("mnist", src, root=tmp_path / "root")
+        data_import.import_dataset("mnist", src, root=tmp_path / "root")
     # wrong magic number
     (src / "t10k-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2051, 4) + bytes(4))
     with pytest.raises(ValueError, match="not an IDX labels file"):
-        data.import_dataset("mnist", src, root=tmp_path / "root")
+        data_import.import_dataset("mnist", src, root=tmp_path / "root")
     # truncated images
     (src / "t10k-labels-idx1-ubyte").write_bytes(_idx_labels(np.zeros(4)))
     blob = (src / "t10k-images-idx3-ubyte").read_bytes()
     (src / "t10k-images-idx3-ubyte").write_bytes(blob[:-10])
     with pytest.raises(ValueError, match="truncated"):
-        data.import_dataset("mnist", src, root=tmp_path / "root")
+        data_import.import_dataset("mnist", src, root=tmp_path / "root")
     # CLI: a clear one-line error and exit status 2, nothing written
     assert cli_main(["data", "import", "mnist", str(tmp_path / "nope"), "--data-root", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
@@ -241,10 +241,10 @@ def _png_header_only(width: int, height: int) -> bytes:
 @pytest.mark.parametrize("fmt, ext", [("PNG", ".png"), ("JPEG", ".jpg"), ("WEBP", ".webp"), ("BMP", ".bmp")])
 def test_upload_formats_accepted(fmt, ext):
     img = Image.new("RGB", (40, 40), (128, 128, 128))
-    x = data.load_upload(_encode(img, fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {})), f"a{ext}", "mnist")
+    x = uploads.load_upload(_encode(img, fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {})), f"a{ext}", "mnist")
     assert x.shape == (1, 1, 28, 28) and x.dtype == torch.float32
     assert torch.allclose(x, torch.full_like(x, 128 / 255), atol=2 / 255)
-    y = data.load_upload(_encode(img, fmt), f"b{ext.upper()}", "imagenet")
+    y = uploads.load_upload(_encode(img, fmt), f"b{ext.upper()}", "imagenet")
     assert y.shape == (1, 3, 224, 224)
 
 
@@ -252,7 +252,7 @@ def test_upload_gif_uses_first_frame():
     black, white = Image.new("L", (30, 30), 0), Image.new("L", (30, 30), 255)
     buf = io.BytesIO()
     black.save(buf, format="GIF", save_all=True, append_images=[white], duration=100)
-    x = data.load_upload(buf.getvalue(), "anim.gif", "mnist")
+    x = uploads.load_upload(buf.getvalue(), "anim.gif", "mnist")
     assert x.shape == (1, 1, 28, 28)
     assert x.max() < 0.01  # the black first frame, not the white second one
 
@@ -260,16 +260,16 @@ def test_upload_gif_uses_first_frame():
 def test_upload_rgba_composited_on_white_and_grayscale_to_rgb():
     rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 0))  # fully transparent
     rgba.paste((0, 0, 0, 255), (16, 16, 48, 48))  # opaque black square in the middle
-    x = data.load_upload(_encode(rgba, "PNG"), "t.png", "imagenet")
+    x = uploads.load_upload(_encode(rgba, "PNG"), "t.png", "imagenet")
     assert x.shape == (1, 3, 224, 224)
     assert torch.allclose(x[0, :, 2, 2], torch.ones(3))  # transparent -> white
     assert torch.allclose(x[0, :, 112, 112], torch.zeros(3))  # opaque black stays black
     gray = Image.new("L", (50, 50), 200)
-    y = data.load_upload(_encode(gray, "PNG"), "g.png", "imagenet")
+    y = uploads.load_upload(_encode(gray, "PNG"), "g.png", "imagenet")
     assert torch.allclose(y[0, 0], y[0, 1]) and torch.allclose(y[0, 1], y[0, 2])
     assert torch.allclose(y, torch.full_like(y, 200 / 255), atol=1e-6)
     rgb = Image.new("RGB", (50, 50), (255, 0, 0))
-    z = data.load_upload(_encode(rgb, "PNG"), "r.png", "mnist")  # luminance of pure red
+    z = uploads.load_upload(_encode(rgb, "PNG"), "r.png", "mnist")  # luminance of pure red
     assert torch.allclose(z, torch.full_like(z, 76 / 255), atol=1.5 / 255)
 
 
@@ -277,10 +277,10 @@ def test_upload_resize_and_centre_crop():
     # 4:1 wide image: outer quarters black, middle half white -> the square centre crop is white.
     img = Image.new("L", (400, 100), 0)
     img.paste(255, (100, 0, 300, 100))
-    x = data.load_upload(_encode(img, "PNG"), "wide.png", "mnist")
+    x = uploads.load_upload(_encode(img, "PNG"), "wide.png", "mnist")
     assert x.shape == (1, 1, 28, 28)
     assert x.min() > 0.99
-    inverted = data.load_upload(_encode(img, "PNG"), "wide.png", "mnist", invert=True)
+    inverted = uploads.load_upload(_encode(img, "PNG"), "wide.png", "mnist", invert=True)
     assert torch.allclose(inverted, 1 - x)
 
 
@@ -289,7 +289,7 @@ def test_upload_jpeg_exif_rotation_applied():
     img.paste(255, (0, 0, 30, 30))  # left half white
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90° clockwise for display
-    x = data.load_upload(_encode(img, "JPEG", exif=exif, quality=95), "r.jpg", "imagenet")
+    x = uploads.load_upload(_encode(img, "JPEG", exif=exif, quality=95), "r.jpg", "imagenet")
     # displayed upright the image is 30 wide × 60 tall, white on top: the centre crop shows
     # the white/black boundary as a horizontal line.
     top, bottom = x[0, 0, :50].mean(), x[0, 0, -50:].mean()
@@ -298,8 +298,8 @@ def test_upload_jpeg_exif_rotation_applied():
 
 def test_upload_too_large_refused():
     blob = b"\x89PNG\r\n\x1a\n" + bytes(20 * 1024 * 1024)
-    with pytest.raises(data.UploadError, match=r"at most 20 MB"):
-        data.load_upload(blob, "big.png", "mnist")
+    with pytest.raises(uploads.UploadError, match=r"at most 20 MB"):
+        uploads.load_upload(blob, "big.png", "mnist")
 
 
 @pytest.mark.parametrize("side", [7000, 60000])
@@ -307,8 +307,8 @@ def test_upload_decompression_bomb_refused_from_header(side):
     blob = _png_header_only(side, side)
     assert len(blob) < 200
     t0 = time.perf_counter()
-    with pytest.raises(data.UploadError, match="megapixels") as err:
-        data.load_upload(blob, "bomb.png", "imagenet")
+    with pytest.raises(uploads.UploadError, match="megapixels") as err:
+        uploads.load_upload(blob, "bomb.png", "imagenet")
     assert time.perf_counter() - t0 < 2.0
     assert "40" in str(err.value)
 
@@ -317,23 +317,23 @@ def test_upload_truncated_png_refused():
     rng = np.random.default_rng(1)
     img = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     blob = _encode(img, "PNG")
-    with pytest.raises(data.UploadError, match="truncated or corrupt"):
-        data.load_upload(blob[: len(blob) // 2], "cut.png", "imagenet")
+    with pytest.raises(uploads.UploadError, match="truncated or corrupt"):
+        uploads.load_upload(blob[: len(blob) // 2], "cut.png", "imagenet")
 
 
 def test_upload_non_images_refused():
-    with pytest.raises(data.UploadError, match="not an image"):
-        data.load_upload(b"hello, this is a text file\n" * 10, "notes.png", "mnist")
-    with pytest.raises(data.UploadError, match="extension .tiff is not accepted; allowed: .png"):
-        data.load_upload(_encode(Image.new("L", (8, 8)), "TIFF"), "a.tiff", "mnist")
-    with pytest.raises(data.UploadError, match="empty"):
-        data.load_upload(b"", "e.png", "mnist")
+    with pytest.raises(uploads.UploadError, match="not an image"):
+        uploads.load_upload(b"hello, this is a text file\n" * 10, "notes.png", "mnist")
+    with pytest.raises(uploads.UploadError, match="extension .tiff is not accepted; allowed: .png"):
+        uploads.load_upload(_encode(Image.new("L", (8, 8)), "TIFF"), "a.tiff", "mnist")
+    with pytest.raises(uploads.UploadError, match="empty"):
+        uploads.load_upload(b"", "e.png", "mnist")
     with pytest.raises(ValueError, match="unknown dataset"):
-        data.load_upload(_encode(Image.new("L", (8, 8)), "PNG"), "a.png", "svhn")
+        uploads.load_upload(_encode(Image.new("L", (8, 8)), "PNG"), "a.png", "svhn")
 
 
 def test_upload_error_is_a_value_error():
-    assert issubclass(data.UploadError, ValueError)
+    assert issubclass(uploads.UploadError, ValueError)
     assert issubclass(data.DatasetUnavailable, RuntimeError)
 
 
@@ -360,12 +360,12 @@ def _fake_flowers(src: Path, monkeypatch) -> None:
 def test_data_import_copies_an_image_folder_into_place(tmp_path, monkeypatch):
     src = tmp_path / "flowers"
     _fake_flowers(src, monkeypatch)
-    dest = data.import_dataset("flowers102", src, root=tmp_path / "root")
+    dest = data_import.import_dataset("flowers102", src, root=tmp_path / "root")
     assert dest == tmp_path / "root" / "flowers-102"
     assert (dest / "jpg" / "image_00001.jpg").is_file() and (dest / "setid.mat").is_file()
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="is empty"):
-        data.import_dataset("gtsrb", tmp_path / "empty", root=tmp_path / "root")
+        data_import.import_dataset("gtsrb", tmp_path / "empty", root=tmp_path / "root")
 
 
 def test_imagenet_class_names_match_torchvision():
@@ -382,9 +382,9 @@ def test_moved_names_stay_reachable_from_data():
     """Upload and import code lives in its own modules; ``data.NAME`` still reaches it."""
     from explorer import data_import, uploads
 
-    assert data.load_upload is uploads.load_upload and data.UploadError is uploads.UploadError
-    assert data.import_dataset is data_import.import_dataset
-    assert data.MAX_UPLOAD_BYTES == 20 * 2**20
+    assert uploads.load_upload is uploads.load_upload and uploads.UploadError is uploads.UploadError
+    assert data_import.import_dataset is data_import.import_dataset
+    assert uploads.MAX_UPLOAD_BYTES == 20 * 2**20
     assert not hasattr(data, "no_such_name")
     for name in data.__all__:
         assert getattr(data, name) is not None, name
