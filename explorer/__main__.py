@@ -75,6 +75,18 @@ def _run_report(args) -> int:
     return report.main(args)
 
 
+def _add_study(p):
+    from .study import cli
+
+    cli.add_arguments(p)
+
+
+def _run_study(args) -> int:
+    from .study import cli
+
+    return cli.main(args)
+
+
 SUBCOMMANDS: dict[str, tuple[str, object, object]] = {
     "train": ("train a shipped model (natural or PGD) and write its weights and card", _add_train, _run_train),
     "data": ("dataset files: import local copies, show status", _add_data, _run_data),
@@ -82,6 +94,8 @@ SUBCOMMANDS: dict[str, tuple[str, object, object]] = {
                  _add_evaluate, _run_evaluate),
     "report": ("Markdown report with tables, figures and the paper's claims from evaluate results",
                _add_report, _run_report),
+    "study": ("human-perception studies: create from TOML, simulate, analyse, export",
+              _add_study, _run_study),
 }
 
 
