@@ -46,6 +46,10 @@ __all__ = [
     "SET_METRIC_KEYS",
     "RANK_METRIC_KEYS",
     "overlap_masks",
+    "set_counts",
+    "pair_set_counts",
+    "set_flags",
+    "set_warnings",
 ]
 
 
@@ -600,3 +604,71 @@ def overlap_masks(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
         "adv_diverse_count": count[n:],
     }
     return {key: _unbatch(v, single) for key, v in out.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Bookkeeping: zero-valued ties in the sets and the size of the diverse set
+# --------------------------------------------------------------------------------------------
+
+def _set_counts3(m3: torch.Tensor, k: int, w: int) -> dict[str, torch.Tensor]:
+    keys = _rank_keys(m3)
+    zero = m3 == 0
+    div, count = _diverse3(m3, k, w, keys)
+    return {"topk_zeros": (_topk3(m3, k, keys) & zero).sum(dim=(1, 2)),
+            "diverse_zeros": (div & zero).sum(dim=(1, 2)), "diverse_count": count.long()}
+
+
+def set_counts(m, k: int, w: int) -> dict[str, torch.Tensor]:
+    """Per map, LongTensors ``(N,)`` (0-d for one map): ``topk_zeros`` and ``diverse_zeros``, the
+    zero-valued pixels in ``S_k`` and ``D_k`` (chosen by the index tie rule, not by the
+    attribution), and ``diverse_count`` = ``|D_k|`` (below k when the walk runs out of room)."""
+    m3, single = _as_batch(m)
+    k = validate_k(k, m3.shape[1], m3.shape[2])
+    return {key: _unbatch(v, single) for key, v in _set_counts3(m3, k, validate_w(w)).items()}
+
+
+def pair_set_counts(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
+    """:func:`set_counts` of both maps of each pair, prefixed ``orig_`` (a) and ``adv_`` (b)."""
+    a3, b3, single, k, w = _validate_pair(a, b, k, w)
+    n = a3.shape[0]
+    out = {}
+    for key, v in _set_counts3(torch.cat([a3, b3]), k, w).items():
+        out["orig_" + key], out["adv_" + key] = _unbatch(v[:n], single), _unbatch(v[n:], single)
+    return out
+
+
+def set_flags(m, k: int, w: int, zero_share: float = 0.5) -> dict[str, torch.Tensor]:
+    """Boolean per map: ``topk_mostly_zero`` (more than ``zero_share`` of ``S_k`` is zero-valued
+    ties), ``diverse_mostly_zero`` (the same for ``D_k``), ``diverse_short`` (``|D_k| < k``)."""
+    return _flags(set_counts(m, k, w), k, zero_share)
+
+
+def _flags(c: dict[str, torch.Tensor], k: int, zero_share: float) -> dict[str, torch.Tensor]:
+    if not 0 <= zero_share < 1:
+        raise ValueError(f"zero_share must be in [0, 1); got {zero_share!r}")
+    return {"topk_mostly_zero": c["topk_zeros"] > zero_share * k,
+            "diverse_mostly_zero": c["diverse_zeros"] > zero_share * c["diverse_count"],
+            "diverse_short": c["diverse_count"] < k}
+
+
+def set_warnings(m, k: int, w: int, zero_share: float = 0.5, name: str = "the map") -> list[str]:
+    """Plain-text warnings for one ``(H, W)`` map (empty when none): the top-k or diverse set is
+    mostly zero-valued ties, or the diverse set is smaller than k."""
+    m3, _ = _as_batch(m)
+    if m3.shape[0] != 1:
+        raise ValueError(f"set_warnings takes one (H, W) map; got shape {tuple(m.shape)}")
+    counts = set_counts(m3, k, w)
+    f = {key: bool(v[0]) for key, v in _flags(counts, k, zero_share).items()}
+    c = {key: int(v[0]) for key, v in counts.items()}
+    out = []
+    if f["topk_mostly_zero"]:
+        out.append(f"{c['topk_zeros']} of the top-{k} pixels of {name} are zero-valued: they are "
+                   "ties picked by pixel order, not by the attribution.")
+    if f["diverse_mostly_zero"]:
+        out.append(f"{c['diverse_zeros']} of the {c['diverse_count']} diverse picks of {name} are "
+                   "zero-valued ties picked by pixel order, not by the attribution.")
+    if f["diverse_short"]:
+        out.append(f"The diverse selection of {name} found only {c['diverse_count']} of k = {k} "
+                   f"pixels at w = {w}: every *-div score is at most {c['diverse_count'] / k:.2f}, "
+                   "even for identical maps.")
+    return out

@@ -15,7 +15,9 @@ OUT = ROOT / "docs" / "metrics.md"
 
 HEADER = """# Metrics
 
-Generated from `explorer/metrics.py` by `scripts/gen_metrics_doc.py`; do not edit by hand.
+The introduction and the table are generated from `explorer/metrics.py` by
+`scripts/gen_metrics_doc.py` (do not edit them by hand); the sections after the table are written
+by hand and kept by the script.
 
 `a` is the attribution map of the original input, `b` the map of the perturbed input. A map is
 `sum over channels of |attribution|`, rescaled to mean 1. Pixels are ranked by value, descending;
@@ -35,13 +37,21 @@ definition (max-pooled maps); at w = 0 they equal plain Spearman and Kendall.
 """
 
 
+# The hand-written sections start at this line; the script keeps them as they are.
+MARKER = "<!-- hand-written below: scripts/gen_metrics_doc.py keeps everything from here -->"
+
+
 def render() -> str:
     rows = []
     for m in METRICS.values():
         better = "more robust" if m.higher_is_better else "less robust"
         formula = m.formula.replace("|", "\\|")
         rows.append(f"| `{m.key}` | {m.name} | {formula} | {m.description} | {better} |")
-    return HEADER + "\n".join(rows) + "\n"
+    text = HEADER + "\n".join(rows) + "\n"
+    old = OUT.read_text(encoding="utf-8") if OUT.exists() else ""
+    if MARKER in old:
+        text += "\n" + old[old.index(MARKER):]
+    return text
 
 
 def main() -> int:
