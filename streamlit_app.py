@@ -11,7 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
 
-from explorer.ui import compare_page, explorer_page  # noqa: E402
+from explorer.ui import compare_page, explorer_page, study_admin, study_page  # noqa: E402
 from explorer.ui.common import APP_TITLE, guarded, page_style  # noqa: E402
 
 st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout="wide",
@@ -41,5 +41,9 @@ pages = [
             url_path="compare"),
     st.Page(guarded(_sweeps_page()), title="Sweeps", icon=":material/monitoring:",
             url_path="sweeps"),
+    st.Page(study_page.render, title="Study (participant)", icon=":material/person:",
+            url_path="study"),
+    st.Page(study_admin.render, title="Studies (researcher)", icon=":material/science:",
+            url_path="study-admin"),
 ]
 st.navigation(pages).run()

@@ -11,7 +11,7 @@ Rules (on main and practice trials; attention checks are answered correctly, as 
 person would, except by ``fail-checks`` and ``random``):
 
 - ``lens``: rating = 1 + 6 × w-LENS-recall@k + N(0, noise²), rounded into 1..7; choice: the
-  candidate with the higher w-LENS-recall@k plus noise; same/different: "same" when
+  candidate with the higher w-LENS-recall@k plus N(0, (noise/30)²); same/different: "same" when
   w-LENS-recall@k plus noise exceeds 0.5.
 - ``topk``: the same with top-k intersection.
 - ``random``: every answer uniformly at random.
@@ -68,7 +68,8 @@ def answer_for(rule: str, task: str, trial: dict, pairs: dict, rng: np.random.Ge
         v = 1 + 6 * _score(pairs[trial["pairs"][0]], key) + rng.normal(0, noise)
         return int(np.clip(np.rint(v), 1, 7))
     if task == "choice":
-        s0, s1 = (_score(pairs[p], key) + rng.normal(0, noise / 6) for p in trial["pairs"])
+        # Candidates of one image differ little: a finer noise, noise / 30 on the [0, 1] scale.
+        s0, s1 = (_score(pairs[p], key) + rng.normal(0, noise / 30) for p in trial["pairs"])
         return 0 if s0 >= s1 else 1
     return 1 if _score(pairs[trial["pairs"][0]], key) + rng.normal(0, noise / 6) > 0.5 else 0
 

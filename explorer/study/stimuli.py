@@ -86,23 +86,25 @@ def _pick_images(spec: StudySpec, samples: data.Samples, rng: np.random.Generato
 
 
 def _metric_records(a: torch.Tensor, b: torch.Tensor, k: int, w: int) -> list[dict]:
-    """Per pair: {key: {"score", "chance", "normalised"}} for every metric of compare."""
+    """Per pair: {key: {"score", "chance": None, "normalised": None}} for every metric of
+    compare (the chance levels are filled in by :func:`_add_chance` for the pairs kept)."""
     scores = metrics.compare(a, b, k=k, w=w)
-    chance = _chance.permutation_chance(a, b, k, w) if _chance is not None else {}
-    out = []
-    for i in range(a.shape[0]):
-        rec = {}
-        for key in metrics.METRIC_KEYS:
-            s = float(scores[key][i])
-            c = n = None
-            if key in chance:
-                c = float(chance[key][i])
-                hib = metrics.METRICS[key].higher_is_better
-                n = float(_chance.normalise(scores[key][i:i + 1], chance[key][i:i + 1],
-                                            higher_is_better=hib)[0])
-            rec[key] = {"score": _finite(s), "chance": _finite(c), "normalised": _finite(n)}
-        out.append(rec)
-    return out
+    return [{key: {"score": _finite(float(scores[key][i])), "chance": None, "normalised": None}
+             for key in metrics.METRIC_KEYS} for i in range(a.shape[0])]
+
+
+def _add_chance(recs: list[dict], a: torch.Tensor, b: torch.Tensor, k: int, w: int) -> None:
+    """Fill in each record's chance level and chance-normalised score, in one batch."""
+    if _chance is None or not recs:
+        return
+    chance = _chance.permutation_chance(a, b, k, w)
+    for i, rec in enumerate(recs):
+        for key, c in chance.items():
+            hib = metrics.METRICS[key].higher_is_better
+            score = rec[key]["score"]
+            rec[key]["chance"] = _finite(float(c[i]))
+            rec[key]["normalised"] = None if score is None else _finite(float(
+                _chance.normalise(float(score), float(c[i]), higher_is_better=hib)))
 
 
 def _finite(v):
@@ -200,7 +202,7 @@ def freeze(spec: StudySpec, spec_toml: str, *, study_id: str | None = None,
     names = [samples.names[i] for i in chosen]
     pool = _attack_pool(spec, x, progress)
     if progress:
-        progress(f"metrics and chance levels of {len(pool.entries)} candidate pairs")
+        progress(f"metrics of {len(pool.entries)} candidate pairs")
     a = torch.stack([pool.maps_orig[(e["model"], e["method"])][e["image"]] for e in pool.entries])
     b = torch.stack([e["map"] for e in pool.entries])
     recs = _metric_records(a.double(), b.double(), spec.k, spec.w)
@@ -209,7 +211,11 @@ def freeze(spec: StudySpec, spec_toml: str, *, study_id: str | None = None,
     trials: list[Trial] = []
     stimuli: dict[str, Stimulus] = {}
 
-    def add_pair(kind, e, rec, stratum="", image_b=None) -> int:
+    kept_maps: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def add_pair(kind, e, rec, stratum="", image_b=None, *, maps) -> int:
+        rec = {key: dict(v) for key, v in rec.items()}
+        kept_maps.append(maps)
         p = Pair(len(pairs), kind, int(chosen[e["image"]]),
                  int(chosen[image_b if image_b is not None else e["image"]]), names[e["image"]],
                  e["model"], e["method"], e["attack"], float(e["epsilon"]), rec, stratum)
@@ -239,7 +245,8 @@ def freeze(spec: StudySpec, spec_toml: str, *, study_id: str | None = None,
     if spec.task == "choice":
         for (i0, i1), stratum in _select_choice(spec, pool.entries, recs, rng):
             e0, e1 = pool.entries[i0], pool.entries[i1]
-            p0, p1 = add_pair("candidate", e0, recs[i0], stratum), add_pair("candidate", e1, recs[i1], stratum)
+            p0, p1 = (add_pair("candidate", e0, recs[i0], stratum, maps=(orig(e0), e0["map"])),
+                      add_pair("candidate", e1, recs[i1], stratum, maps=(orig(e1), e1["map"])))
             tid = len(trials)
             st = add_stims(tid, {"ref": orig(e0), "c0": e0["map"], "c1": e1["map"]},
                            {"ref": x[e0["image"]], "c0": e0["x_adv"], "c1": e1["x_adv"]})
@@ -248,7 +255,7 @@ def freeze(spec: StudySpec, spec_toml: str, *, study_id: str | None = None,
     else:
         for i, stratum in _select_rating(spec, recs, rng):
             e = pool.entries[i]
-            pid = add_pair("candidate", e, recs[i], stratum)
+            pid = add_pair("candidate", e, recs[i], stratum, maps=(orig(e), e["map"]))
             tid = len(trials)
             st = add_stims(tid, {"a": orig(e), "b": e["map"]}, {"a": x[e["image"]], "b": e["x_adv"]})
             trials.append(Trial(tid, "main", (pid,), st, None, stratum))
@@ -271,8 +278,8 @@ def freeze(spec: StudySpec, spec_toml: str, *, study_id: str | None = None,
                 unrel = _metric_records(mj[None].double(), mo_map[None].double(), spec.k, spec.w)[0]
                 expected = int(rng.integers(2))
                 ids = [None, None]
-                ids[expected] = add_pair("identical", e, ident)
-                ids[1 - expected] = add_pair("unrelated", e, unrel, image_b=o)
+                ids[expected] = add_pair("identical", e, ident, maps=(mj, mj))
+                ids[1 - expected] = add_pair("unrelated", e, unrel, image_b=o, maps=(mj, mo_map))
                 cmaps = {f"c{expected}": mj, f"c{1 - expected}": mo_map}
                 st = add_stims(tid, {"ref": mj, **dict(sorted(cmaps.items()))},
                                {"ref": x[j], f"c{expected}": x[j], f"c{1 - expected}": x[o]})
@@ -280,7 +287,8 @@ def freeze(spec: StudySpec, spec_toml: str, *, study_id: str | None = None,
             else:
                 other = mj if kind == "identical" else mo_map
                 rec = _metric_records(mj[None].double(), other[None].double(), spec.k, spec.w)[0]
-                pid = add_pair(kind, e, rec, image_b=j if kind == "identical" else o)
+                pid = add_pair(kind, e, rec, image_b=j if kind == "identical" else o,
+                               maps=(mj, other))
                 st = add_stims(tid, {"a": mj, "b": other},
                                {"a": x[j], "b": x[j] if kind == "identical" else x[o]})
                 trials.append(Trial(tid, kind, (pid,), st))
@@ -300,15 +308,20 @@ def freeze(spec: StudySpec, spec_toml: str, *, study_id: str | None = None,
                                           pool.entries[j]["model"] == e["model"] and
                                           pool.entries[j]["method"] == e["method"])
             e1 = pool.entries[j]
-            p0, p1 = add_pair("candidate", e, recs[i]), add_pair("candidate", e1, recs[j])
+            p0 = add_pair("candidate", e, recs[i], maps=(orig(e), e["map"]))
+            p1 = add_pair("candidate", e1, recs[j], maps=(orig(e1), e1["map"]))
             st = add_stims(tid, {"ref": orig(e), "c0": e["map"], "c1": e1["map"]},
                            {"ref": x[e["image"]], "c0": e["x_adv"], "c1": e1["x_adv"]})
             trials.append(Trial(tid, "practice", (p0, p1), st))
         else:
-            pid = add_pair("candidate", e, recs[i])
+            pid = add_pair("candidate", e, recs[i], maps=(orig(e), e["map"]))
             st = add_stims(tid, {"a": orig(e), "b": e["map"]}, {"a": x[e["image"]], "b": e["x_adv"]})
             trials.append(Trial(tid, "practice", (pid,), st))
 
+    if progress:
+        progress(f"chance levels of the {len(pairs)} pairs kept")
+    _add_chance([p.metrics for p in pairs], torch.stack([m[0] for m in kept_maps]).double(),
+                torch.stack([m[1] for m in kept_maps]).double(), spec.k, spec.w)
     ordered = tuple(stimuli[k] for k in sorted(stimuli))
     digest = sha256("".join(s.sha256 for s in ordered).encode())
     note = ("chance levels: explorer.chance.permutation_chance (the expected score of a pair "

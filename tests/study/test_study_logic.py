@@ -218,7 +218,7 @@ def test_simulated_random_raters_agree_at_chance(store):
     study = frozen_study("rating")
     simulate.simulate(store, study.id, 20, 4, "random")
     a = analysis.analyse(store, study.id, n_bootstrap=0)
-    assert abs(a.alpha) < 0.15
+    assert -0.3 < a.alpha < 0.2  # no agreement beyond chance (α near 0; 12 trials)
 
 
 def test_choice_study_end_to_end(tmp_path):
