@@ -5,7 +5,8 @@ second run with the same arguments finds the same participants and continues eac
 first unanswered trial. A bot looks at the screen the page would show (:func:`session.screen`),
 answers by its rule, and presses the corresponding on-screen button (:func:`session.answer`).
 After each commit it appends one JSON line to the acknowledgement log (one ``os.write`` on an
-``O_APPEND`` descriptor: in the kernel's hands before the next answer), so a line in the log means a stored response.
+``O_APPEND`` descriptor: in the kernel's hands before the next answer, so it survives a killed
+process), so a line in the log means a stored response.
 
 Rules (on main and practice trials; attention checks are answered correctly, as an attentive
 person would, except by ``fail-checks`` and ``random``):

@@ -131,3 +131,24 @@ def test_monitor_and_analysis_show_the_simulated_participants(sqlite_study, monk
                        "Responses": str(8 * len(study.trials))}
     assert len(at.dataframe) >= 2  # the monitor table and the analysis table
     assert any("Best-agreeing metric" in m.value for m in at.markdown)
+
+
+def test_choice_page_undoes_the_counterbalancing(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'choice.sqlite'}"
+    monkeypatch.setenv("EXPLORER_STUDY_DB", url)
+    store = storage.open_store(url)
+    study = frozen_study("choice")
+    store.save_study(study)
+    at = _app(PARTICIPANT, study=study.id)
+    at.button(key="study.consent").click().run()
+    at.button(key="study.start").click().run()
+    code = at.query_params["p"]
+    p = session.resume(store, study.id, code[0] if isinstance(code, list) else code)
+    for pos in range(len(study.trials)):
+        _no_errors(at)
+        assert len(at.get("image")) == 3          # the reference and two candidates
+        at.button(key=f"study.b.{pos}.left").click().run()
+    rs = store.responses(study.id, p.participant_id)
+    # Always "left": the stored candidate is 0 where the sides were not swapped, else 1.
+    assert [r.answer for r in rs] == [int(f) for f in p.flips]
+    assert 0 < sum(p.flips) < len(p.flips)

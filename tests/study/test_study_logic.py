@@ -288,3 +288,20 @@ def test_cli_create_simulate_analyse_export(tmp_path):
         {(a["participant"], a["trial"]) for a in acks}
     for name in ("trials.csv", "metrics.csv", "participants.csv", "agreement.csv"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_same_different_analysis_hand_worked(tmp_path):
+    st = storage.open_store(f"sqlite:///{tmp_path / 'sd.sqlite'}")
+    study = _hand_study("same_different", [(0.9, 0.2), (0.5, 0.5), (0.2, 0.9)])
+    st.save_study(study)
+    # Share answering "same" (1): 0/2, 1/2, 2/2 -> follows LENS, opposes top-k.
+    _answer_all(st, study, {0: 0, 1: 1, 2: 1, 3: 1})
+    _answer_all(st, study, {0: 0, 1: 0, 2: 1, 3: 1})
+    _answer_all(st, study, {0: 1, 1: 1, 2: 1, 3: 0})   # says "different" to identical maps
+    a = analysis.analyse(st, study.id, n_bootstrap=50)
+    assert len(a.excluded) == 1 and "answered 'same'" in a.exclusion_rule
+    assert [d["mean"] for d in a.per_trial] == [0.0, 0.5, 1.0]
+    got = {(g.metric, g.variant): g.value for g in a.agreements}
+    assert got[("lens_recall", "raw")] == pytest.approx(1.0)
+    assert got[("topk_intersection", "raw")] == pytest.approx(-1.0)
+    assert a.alpha_level == "nominal"
