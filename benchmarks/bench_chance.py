@@ -82,6 +82,8 @@ def bench(rounds: int, device: str) -> None:
             "exact set metrics (top-k, LENS-recall, LENS-prec)"]))
     cases["unrelated_baseline, 10 MNIST maps (90 pairs), k = 100, w = 1"] = (
         lambda: chance.unrelated_baseline(maps, 100, 1))
+    cases["unrelated_baseline, 10 MNIST maps, set metrics only (keys=)"] = (
+        lambda: chance.unrelated_baseline(maps, 100, 1, keys=list(M.SET_METRIC_KEYS)))
     for f in cases.values():  # warm-up: imports, caches of the seeded permutations
         f()
     times = {name: [] for name in cases}
@@ -127,6 +129,21 @@ def observation(device: str) -> None:
                   f"{'exact' if perm.method[key] == 'closed form' else f'{se:.4f}'} |")
 
 
+def ig_bookkeeping(device: str) -> None:
+    """Zero-valued ties and |D_k| of Integrated Gradients maps (first 20 bundled samples)."""
+    model = models.load("mnist", "natural", device=device)
+    x = data.load_samples("mnist").x[:20].to(device)
+    maps = attributions.attribution_map(model, x, "integrated_gradients").detach()
+    nonzero = (maps > 0).sum(dim=(1, 2))
+    print(f"\nIntegrated Gradients, first 20 bundled samples, k = 100: non-zero pixels "
+          f"{int(nonzero.min())}–{int(nonzero.max())} of 784")
+    for w in (1, 3):
+        c = M.set_counts(maps, 100, w)
+        print(f"w = {w}: zeros in S_k {int(c['topk_zeros'].min())}–{int(c['topk_zeros'].max())}, "
+              f"zeros in D_k {int(c['diverse_zeros'].min())}–{int(c['diverse_zeros'].max())}, "
+              f"|D_k| {int(c['diverse_count'].min())}–{int(c['diverse_count'].max())}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=7)
@@ -136,6 +153,7 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.observation:
         observation(args.device)
+        ig_bookkeeping(args.device)
     else:
         bench(args.rounds, args.device)
 

@@ -23,7 +23,8 @@ derivations):
   chance), ``(c - s) / c`` for distances such as the centre shift (0 px is perfect); undefined
   (NaN) when the chance level already equals the perfect score.
 
-Imports only :mod:`explorer.metrics` of the project.
+Imports only :mod:`explorer.metrics` of the project (also its private batched helpers, so
+that the hundreds of permuted maps of one call are not validated one by one).
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ class ChanceLevels:
 
     ``values[key]``, ``se[key]``: float64 tensors ``(N,)`` (0-d for a single pair), one per metric
     key asked for; ``se`` is 0 for exact keys and the Monte-Carlo standard error
-    (sample std / sqrt(draws)) otherwise. ``method[key]``: ``"closed form"`` or
-    ``"Monte-Carlo (R draws, seed s)"``.
+    (sample std / sqrt(draws)) otherwise. ``method[key]``: ``"closed form"``,
+    ``"Monte-Carlo (R draws, ...)"``, or ``"not available"`` (NaN) for a metric this module
+    does not know.
     """
 
     values: dict[str, torch.Tensor]
@@ -225,6 +227,7 @@ def inclusion_probabilities(map_b, k: int) -> torch.Tensor:
 _EXACT_ALWAYS = ("topk_intersection", "lens_recall", "lens_precision", "spearman", "kendall")
 _DIVERSE = ("topk_div_intersection", "lens_recall_div", "lens_precision_div")
 _LENS_RANK = ("lens_spearman", "lens_kendall")
+_KNOWN = _EXACT_ALWAYS + _DIVERSE + _LENS_RANK + ("center_shift",)
 
 
 def _check_int(name: str, value, low: int) -> int:
@@ -264,10 +267,10 @@ def _double_sampling(tau: torch.Tensor, rho: torch.Tensor) -> tuple[float, float
     """Mean of τ over all draws from τ on the first ``len(tau)`` draws and ρ on all of them: the
     regression (double-sampling) estimator ``mean_s(τ) + β (mean(ρ) − mean_s(ρ))``, β the
     least-squares slope of τ on ρ over the small sample, and its standard error
-    ``√(s²_res (1/n_s − 1/n) + s²_τ / n)`` (Cochran, *Sampling Techniques*, §12.6). Kendall's
-    and Spearman's values of one draw are almost collinear, so this is far tighter than the
-    plain mean of ``n_s`` draws. Falls back to the plain mean where ρ does not vary or NaN
-    occurs."""
+    ``√(s²_res (1/n_s − 1/n) + s²_τ / n)`` (Cochran, *Sampling Techniques*, ch. 12, double
+    sampling). Kendall's and Spearman's values of one draw are almost collinear, so this is
+    tighter than the plain mean of ``n_s`` draws. Falls back to the plain mean where ρ does
+    not vary or NaN occurs."""
     t, r_small = tau.double(), rho[:tau.numel()].double()
     ok = ~(torch.isnan(t) | torch.isnan(r_small))
     if not bool(ok.all()) or bool(torch.isnan(rho).any()) or float(r_small.var()) == 0:
@@ -347,12 +350,14 @@ def permutation_chance_detail(map_a, map_b, k: int, w: int, *, draws: int | None
                f"variate, seed {seed})")
     method = {}
     for key in keys:
-        if key in _EXACT_ALWAYS or (w == 0 and key in _DIVERSE + _LENS_RANK):
+        if key not in _KNOWN:  # a metric added to metrics.METRICS without a chance level here
+            method[key] = "not available"
+        elif key in _EXACT_ALWAYS or (w == 0 and key in _DIVERSE + _LENS_RANK):
             method[key] = "closed form"
         else:
             method[key] = mc_rank if key == "lens_kendall" else mc
 
-    need_mc = any(method[key] != "closed form" for key in keys)
+    need_mc = any(method[key].startswith("Monte-Carlo") for key in keys)
     if need_mc:
         perm = _permutations(hw, draws, seed).to(dev)
     a_np = a3.reshape(n, -1).detach().double().cpu().numpy()
@@ -379,8 +384,8 @@ def permutation_chance_detail(map_a, map_b, k: int, w: int, *, draws: int | None
                 exact.update({"topk_div_intersection": topk, "lens_recall_div": topk,
                               "lens_precision_div": topk})
             for key, v in exact.items():
-                if key in values:
-                    values[key][i] = float(v)
+                if key in values:  # a set metric lies in [0, 1]; clip the rounding of the sums
+                    values[key][i] = min(max(float(v), 0.0), 1.0)
         const_a, const_b = np.ptp(a_np[i]) == 0, np.ptp(b_np[i]) == 0
         for key in ("spearman", "kendall") + (_LENS_RANK if w == 0 else ()):
             if key in values:
@@ -471,7 +476,8 @@ def random_pairs(m: int, count: int, seed: int = 0) -> torch.Tensor:
 def _check_pairs(pairs, m: int) -> torch.Tensor:
     if pairs is None:
         return all_pairs(m)
-    p = torch.as_tensor(np.asarray(pairs))
+    p = pairs.detach().cpu() if isinstance(pairs, torch.Tensor) else torch.as_tensor(
+        np.asarray(pairs))
     if p.dim() == 1:  # a derangement-style vector: image i against image p[i]
         p = torch.stack([torch.arange(p.numel()), p], dim=1)
     if p.dim() != 2 or p.shape[1] != 2 or p.shape[0] == 0 or p.is_floating_point():
@@ -487,21 +493,52 @@ def _check_pairs(pairs, m: int) -> torch.Tensor:
     return p
 
 
-def unrelated_scores(maps, k: int, w: int, *, pairs=None,
+# compare(b, a) from compare(a, b): the two LENS directions swap; every other metric is
+# symmetric (top-k and top-k-div intersections, the correlations, the centre distance). A new
+# metric that is not symmetric must be added here.
+_MIRROR = {"lens_recall": "lens_precision", "lens_precision": "lens_recall",
+           "lens_recall_div": "lens_precision_div", "lens_precision_div": "lens_recall_div"}
+
+
+def unrelated_scores(maps, k: int, w: int, *, pairs=None, keys=None,
                      chunk: int = 512) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``(pairs (P, 2), {key: float64 (P,)})``: :func:`metrics.compare` between map i (as ``a``)
     and map j (as ``b``) for every ordered pair ``i != j`` of the ``(M, H, W)`` maps, or for the
-    given ``pairs`` (``(P, 2)``, or a vector ``d`` pairing i with ``d[i]``)."""
+    given ``pairs`` (``(P, 2)``, or a vector ``d`` pairing i with ``d[i]``).
+
+    Each unordered pair is computed once ((i, j) and (j, i) differ only by the two LENS
+    directions swapping). ``keys`` restricts the metrics: the set metrics alone skip the
+    correlations (the costly part: two scipy τ-b per pair, about 1 ms per 28×28 pair).
+    """
     m3, _ = M._as_batch(maps, "maps")
     p = _check_pairs(pairs, m3.shape[0])
     k = M.validate_k(k, m3.shape[1], m3.shape[2])
     w = M.validate_w(w)
-    parts = []
-    idx = p.to(m3.device)
-    for s in range(0, p.shape[0], _check_int("chunk", chunk, 1)):
-        part = idx[s:s + chunk]
-        parts.append(M.compare(m3[part[:, 0]], m3[part[:, 1]], k, w))
-    return p, {key: torch.cat([d[key] for d in parts]) for key in M.METRIC_KEYS}
+    keys = _check_keys(keys)
+    chunk = _check_int("chunk", chunk, 1)
+    lo, hi = torch.minimum(p[:, 0], p[:, 1]), torch.maximum(p[:, 0], p[:, 1])
+    uniq, where = torch.unique(torch.stack([lo, hi], dim=1), dim=0, return_inverse=True)
+    sets_only = all(key in M.SET_METRIC_KEYS for key in keys)
+    ranks_only = all(key in M.RANK_METRIC_KEYS for key in keys)
+    parts: list[dict[str, torch.Tensor]] = []
+    idx = uniq.to(m3.device)
+    for s in range(0, idx.shape[0], chunk):
+        a, b = m3[idx[s:s + chunk, 0]], m3[idx[s:s + chunk, 1]]
+        if sets_only:
+            parts.append(M.set_metrics(a, b, k, w))
+        elif ranks_only:
+            parts.append(M.rank_metrics(a, b, w))
+        else:
+            parts.append(M.compare(a, b, k, w))
+    flat = {key: torch.cat([d[key] for d in parts]).cpu() for key in parts[0]}
+    swapped = p[:, 0] > p[:, 1]
+    out = {}
+    for key in keys:
+        v = flat[key][where]
+        if key in _MIRROR:
+            v = torch.where(swapped, flat[_MIRROR[key]][where], v)
+        out[key] = v.to(m3.device)
+    return p, out
 
 
 def summarise(scores) -> Baseline:
@@ -520,7 +557,7 @@ def summarise(scores) -> Baseline:
                     float(ok.min()), float(ok.max()), int(x.size - ok.size))
 
 
-def unrelated_baseline(maps, k: int, w: int, *, pairs=None) -> dict[str, Baseline]:
+def unrelated_baseline(maps, k: int, w: int, *, pairs=None, keys=None) -> dict[str, Baseline]:
     """The unrelated-image baseline of every metric: ``{key: Baseline}`` over the scores of
     :func:`unrelated_scores` (all ordered pairs of different maps, or ``pairs``).
 
@@ -528,7 +565,7 @@ def unrelated_baseline(maps, k: int, w: int, *, pairs=None) -> dict[str, Baselin
     and method. The pairs share maps, so they are not independent: ``std`` and the percentiles
     describe the spread of a single unrelated pair's score, not an error of the mean.
     """
-    _, scores = unrelated_scores(maps, k, w, pairs=pairs)
+    _, scores = unrelated_scores(maps, k, w, pairs=pairs, keys=keys)
     return {key: summarise(v) for key, v in scores.items()}
 
 
@@ -544,7 +581,8 @@ def normalise(score, chance, higher_is_better: bool = True):
     Both are ``(s - c) / (perfect - c)``. Undefined (NaN) where ``c`` equals the perfect score
     (chance already scores perfectly: the metric cannot tell a related pair from an unrelated
     one), and where ``s`` or ``c`` is NaN. ``chance`` may be a :class:`Baseline` (its mean).
-    Tensors in, a float64 tensor out (broadcast); plain numbers in, a float out.
+    Tensors in, a float64 tensor out (broadcast); numpy arrays in, a float64 array out; plain
+    numbers in, a float out.
     """
     if isinstance(chance, Baseline):
         chance = chance.mean
@@ -555,7 +593,11 @@ def normalise(score, chance, higher_is_better: bool = True):
     gap = perfect - c
     out = torch.where(gap == 0, torch.full_like(gap, float("nan")),
                       (s - c) / torch.where(gap == 0, torch.ones_like(gap), gap))
-    return out if as_tensor else float(out)
+    if as_tensor:
+        return out
+    if isinstance(score, np.ndarray) or isinstance(chance, np.ndarray):
+        return out.numpy()
+    return float(out)
 
 
 def normalise_scores(scores: dict, chance: dict) -> dict:

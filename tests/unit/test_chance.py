@@ -147,6 +147,26 @@ def test_set_chance_levels_against_monte_carlo(size, ties, seed, k, w):
                                                                          float(x.mean()), tol)
 
 
+@pytest.mark.parametrize("w", [1, 2])
+def test_tie_at_a_non_zero_plateau_against_monte_carlo(w):
+    # 7×7 b: 10 distinct high values, a plateau of 8 equal values, the rest lower and distinct.
+    # k = 14: G = 10, E = 8, r = 4 (4 of the 8 tied pixels, the lowest-indexed, enter S_k).
+    g = torch.Generator().manual_seed(11)
+    vals = torch.cat([2 + torch.rand(10, generator=g), torch.full((8,), 1.5),
+                      torch.rand(31, generator=g)])
+    b = vals[torch.randperm(49, generator=g)].reshape(7, 7)
+    a = torch.rand(7, 7, generator=g)
+    draws = 8000
+    bp = random_permutations(b, draws, 12)
+    mc = M.set_metrics(a.expand_as(bp).contiguous(), bp, 14, w)
+    got = C.permutation_chance(a, b, 14, w, keys=list(SET_EXACT))
+    for key in SET_EXACT:
+        tol = 4 * float(mc[key].std()) / math.sqrt(draws) + 1e-9
+        assert abs(float(got[key]) - float(mc[key].mean())) <= tol, key
+    q = C.inclusion_probabilities(b, 14).reshape(-1)
+    assert float(q.sum()) == approx(14) and float(q.max() - q.min()) > 0.1
+
+
 @pytest.mark.parametrize("size,ties,seed,k", CASES[:4])
 def test_rank_and_centre_chance_levels_against_monte_carlo(size, ties, seed, k):
     a, b = small_maps(size, ties, seed)
@@ -161,6 +181,23 @@ def test_rank_and_centre_chance_levels_against_monte_carlo(size, ties, seed, k):
             mc_se = float(x.std()) / math.sqrt(draws)
             tol = 4 * math.hypot(mc_se, float(detail.se[key])) + 1e-9
             assert abs(float(detail.values[key]) - float(x.mean())) <= tol, key
+
+
+@pytest.mark.parametrize("size,ties,seed,k", CASES)
+def test_exact_chance_levels_keep_the_metric_properties(size, ties, seed, k):
+    # As for the metrics themselves: both LENS directions >= top-k and non-decreasing in w,
+    # equal to top-k at w = 0, all in [0, 1].
+    a, b = small_maps(size, ties, seed)
+    prev = None
+    for w in range(4):
+        c = C.permutation_chance(a, b, k, w, keys=list(SET_EXACT))
+        topk, rec, prec = (float(c[key]) for key in SET_EXACT)
+        assert 0 <= topk <= rec <= 1 and topk <= prec <= 1
+        if w == 0:
+            assert rec == approx(topk) and prec == approx(topk)
+        if prev is not None:
+            assert rec >= prev[0] - 1e-12 and prec >= prev[1] - 1e-12
+        prev = (rec, prec)
 
 
 def test_lens_correlation_chance_is_not_zero_after_pooling():
@@ -243,6 +280,28 @@ def test_unrelated_scores_with_given_pairs_and_a_derangement():
         C.unrelated_baseline(maps, 4, 1, pairs=[(0, 5)])
 
 
+def test_unrelated_scores_restricted_keys_and_mirrored_pairs():
+    # (i, j) and (j, i) are computed once; the LENS directions swap for the mirrored pair.
+    g = torch.Generator().manual_seed(8)
+    maps = torch.rand(3, 7, 7, generator=g) * 0.1
+    # map 0: top-5 along row 0 (cols 0-4); map 2: top-5 at (1,0), (3,3), (5,5), (6,0), (0,6).
+    # w = 1: N_1(S_5(map 0)) holds only (1,0) of map 2's top-5, N_1(S_5(map 2)) holds (0,0) and
+    # (0,1) of map 0's: lens_recall(2 -> 0) = 2/5, lens_recall(0 -> 2) = 1/5.
+    maps[0, 0, :5] = torch.tensor([10.0, 9, 8, 7, 6])
+    for v, (r, c) in enumerate([(1, 0), (3, 3), (5, 5), (6, 0), (0, 6)]):
+        maps[2, r, c] = 10.0 - v
+    pairs = [(2, 0), (0, 2), (1, 0), (2, 1)]
+    keys = ["lens_recall", "lens_precision_div"]
+    _, only = C.unrelated_scores(maps, 5, 1, pairs=pairs, keys=keys)
+    assert set(only) == {"lens_recall", "lens_precision_div"}
+    for row, (i, j) in enumerate(pairs):
+        s = M.compare(maps[i], maps[j], 5, 1)
+        for key in only:
+            assert float(only[key][row]) == approx(float(s[key])), (key, i, j)
+    assert float(only["lens_recall"][0]) == approx(2 / 5)
+    assert float(only["lens_recall"][1]) == approx(1 / 5)
+
+
 def test_derangement_and_pairs():
     for seed in range(20):
         d = C.derangement(6, seed)
@@ -285,6 +344,8 @@ def test_normalise_distances_tensors_and_baselines():
     assert math.isnan(C.normalise(1.0, 0.0, higher_is_better=False))
     out = C.normalise(torch.tensor([0.5, 1.0]), torch.tensor([0.5, 1.0]))
     assert out.dtype == torch.float64 and out[0] == 0 and torch.isnan(out[1])
+    arr = C.normalise(np.array([0.5, 0.75]), 0.5)
+    assert isinstance(arr, np.ndarray) and arr.tolist() == [0.0, 0.5]
     base = C.summarise([0.2, 0.4])
     assert C.normalise(0.65, base) == approx(0.5)
     scores = {"topk_intersection": 0.65, "center_shift": 1.0}
@@ -331,3 +392,25 @@ def test_set_counts_batched_pairs_and_mostly_zero_warnings():
         M.set_flags(m, 10, 0, zero_share=1.0)
     with pytest.raises(ValueError, match="one \\(H, W\\) map"):
         M.set_warnings(m, 10, 0)
+
+
+def test_centre_shift_chance_is_about_the_distance_to_the_image_centre():
+    # a: all mass at the corner (0, 0) of a 9×9 map; b spread over every pixel, so the centroid
+    # of a random scattering of b stays within a fraction of a pixel of the centre (4, 4).
+    a = torch.zeros(9, 9)
+    a[0, 0] = 1.0
+    b = 1.0 + torch.rand(9, 9, generator=torch.Generator().manual_seed(0))
+    c = C.permutation_chance_detail(a, b, 5, 1, keys=["center_shift"])
+    assert float(c.values["center_shift"]) == pytest.approx(math.hypot(4, 4), abs=0.05)
+    assert 0 < float(c.se["center_shift"]) < 0.01
+
+
+def test_default_draws_depend_on_the_map_size():
+    assert C.default_draws(28 * 28) == (C.DEFAULT_DRAWS, C.DEFAULT_RANK_DRAWS)
+    assert C.default_draws(65 * 65) == (C.LARGE_MAP_DRAWS, C.LARGE_MAP_RANK_DRAWS)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(65, 65, generator=g), torch.rand(65, 65, generator=g)
+    d = C.permutation_chance_detail(a, b, 30, 1, keys=["lens_recall_div", "lens_kendall"])
+    assert d.draws == C.LARGE_MAP_DRAWS and f"({C.LARGE_MAP_DRAWS} draws" in d.method[
+        "lens_recall_div"]
+    assert d.method["lens_kendall"].startswith(f"Monte-Carlo ({C.LARGE_MAP_RANK_DRAWS} draws")
