@@ -155,10 +155,7 @@ def render() -> None:
     except storage.StoreError as exc:
         st.error(str(exc))
         return
-    # Study-file text: plain text, never Markdown (a title could hold a link or HTML).
-    st.markdown('<style>[data-testid="stText"]:first-of-type div {font-size: 1.6rem;}</style>',
-                unsafe_allow_html=True)
-    st.text(study["title"])
+    st.text(study["title"])  # study-file text: plain text, never Markdown (links, HTML)
     code = _param("p")
     if code is None:
         _consent(store, study_id, study)
