@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("simulate", help="simulated participants through the participant code path")
     s.add_argument("study", help="study id")
     s.add_argument("--participants", type=int, default=10)
-    s.add_argument("--workers", type=int, default=4, help="participants answering at once")
+    s.add_argument("--workers", type=int, default=4, help="participants answering at once (threads of this process)")
     s.add_argument("--rule", default="lens", choices=_simulate.RULES)
     s.add_argument("--noise", type=float, default=0.6, help="answer noise (rating points)")
     s.add_argument("--seed", type=int, default=0)
