@@ -34,7 +34,7 @@ from .records import FrozenStudy, sha256
 __all__ = ["StoreError", "UnknownStudy", "UnknownParticipant", "RefusedResponse",
            "StudyStore", "SqlStore", "open_store", "default_url", "study_dir",
            "SCHEMA_VERSION", "MIGRATIONS", "StoredResponse", "ParticipantRecord",
-           "SubmitResult"]
+           "SubmitResult", "iter_json_lines"]
 
 APP_DIR_NAME = "attribution-robustness-explorer"
 
