@@ -10,7 +10,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
 
-from explorer.ui import compare_page, explorer_page, lesson_page, sweeps  # noqa: E402
+from explorer.ui import (compare_page, explorer_page, lesson_page, study_admin,  # noqa: E402
+                         study_page, sweeps)
 from explorer.ui.common import APP_TITLE, guarded, page_style  # noqa: E402
 
 st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout="wide",
@@ -27,5 +28,9 @@ pages = [
             url_path="sweeps"),
     st.Page(guarded(lesson_page.render), title="Lessons", icon=":material/school:",
             url_path="lesson"),
+    st.Page(study_page.render, title="Study (participant)", icon=":material/person:",
+            url_path="study"),
+    st.Page(study_admin.render, title="Studies (researcher)", icon=":material/science:",
+            url_path="study-admin"),
 ]
 st.navigation(pages).run()

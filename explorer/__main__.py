@@ -103,6 +103,18 @@ def _run_lesson(args) -> int:
     return cli.main(args)
 
 
+def _add_study(p):
+    from .study import cli
+
+    cli.add_arguments(p)
+
+
+def _run_study(args) -> int:
+    from .study import cli
+
+    return cli.main(args)
+
+
 SUBCOMMANDS: dict[str, tuple[str, object, object]] = {
     "train": ("train a shipped model (natural or PGD) and write its weights and card", _add_train, _run_train),
     "data": ("dataset files: import local copies, show status", _add_data, _run_data),
@@ -112,6 +124,9 @@ SUBCOMMANDS: dict[str, tuple[str, object, object]] = {
                _add_report, _run_report),
     "lesson": ("teaching lessons: precompute their attack results, check them, print a handout",
                _add_lesson, _run_lesson),
+
+    "study": ("human-perception studies: create from TOML, simulate, analyse, export",
+              _add_study, _run_study),
 }
 
 
