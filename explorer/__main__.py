@@ -124,7 +124,6 @@ SUBCOMMANDS: dict[str, tuple[str, object, object]] = {
                _add_report, _run_report),
     "lesson": ("teaching lessons: precompute their attack results, check them, print a handout",
                _add_lesson, _run_lesson),
-
     "study": ("human-perception studies: create from TOML, simulate, analyse, export",
               _add_study, _run_study),
 }
