@@ -35,6 +35,21 @@ def _banner(ds: str, orig: OriginalMap, res: AttackOutcome | None, inp: flow.Inp
         st.error(text + "**label changed**.", icon=":material/error:")
 
 
+def _next_seed(seed: int) -> None:
+    st.session_state[keys.seed()] = seed
+
+
+def _no_noise_draw(cfg, rand: flow.NoiseOutcome) -> None:
+    """The random-sign column when no draw kept the label: said in place of its scores."""
+    st.warning(f"**Random sign noise: no label-preserving draw.** The ±ε draws with seeds "
+               f"{cfg.seed} to {cfg.seed + rand.tried - 1} all changed the model's prediction, "
+               "so none is a perturbation the attack could have chosen, and no random-sign "
+               "scores are shown (scoring the unperturbed image instead would read 1.000). Try "
+               "another seed or a smaller ε.", icon=":material/casino:")
+    st.button("Try the next seeds", key="exp.noise_next", icon=":material/refresh:",
+              on_click=_next_seed, args=((cfg.seed + rand.tried) % (2 ** 31),))
+
+
 def _explain() -> None:
     explain.citation()
 
@@ -113,14 +128,14 @@ def render() -> None:
                                  orig.map, res.map_adv))
         histories["attack"] = res.history
         images_b["attack"] = res.x_adv
-    if rand is not None:
-        note = ""
-        if not rand.found:
-            note = ("this noise draw changed the prediction or left the map unchanged, so the "
-                    "unperturbed image stands in for it; try another seed.")
-        pairs.append(panels.Pair("random sign", f"{cfg.fingerprint()}:{device}:random",
-                                 orig.map, rand.map_adv, note=note))
-        images_b["random sign"] = rand.x_adv
+    if rand is not None and rand.found:
+        note = (f"drawn with seed {rand.seed} (the draws with seeds {cfg.seed} to "
+                f"{rand.seed - 1} changed the prediction)." if rand.tried > 1 else "")
+        pairs.append(panels.Pair("random sign", f"{cfg.fingerprint()}:{device}:random:{rand.seed}",
+                                 orig.map, rand.outcome.map_adv, note=note))
+        images_b["random sign"] = rand.outcome.x_adv
+    elif rand is not None:
+        _no_noise_draw(cfg, rand)
     if not pairs:
         st.info("No perturbed map to compare with yet.")
         _explain()
@@ -138,5 +153,6 @@ def render() -> None:
                         attack_summary=res.message if res is not None else "")
     panels.analysis(panels.PanelInput(
         dataset=cfg.dataset, height=h, width=w, pairs=pairs, histories=histories,
-        measure=cfg.attack_params.get("measure", "topk_intersection"), key="exp", export=ctx))
+        measure=cfg.attack_params.get("measure", "topk_intersection"), key="exp", export=ctx,
+        chance_source=((cfg.dataset, cfg.model, device), cfg.method, cfg.method_items())))
     _explain()

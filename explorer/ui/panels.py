@@ -19,7 +19,9 @@ import torch
 
 from explorer import metrics, viz
 
-from . import background, explain, export, keys, stages
+from explorer import chance
+
+from . import background, chance_stages, explain, export, keys, stages
 from .common import fmt
 from .state import CHART_W, W_MAX
 
@@ -67,6 +69,8 @@ class PanelInput:
     key: str = "exp"  # widget key prefix of the page
     sync_url: bool = True
     export: export.ExportContext | None = None
+    # (model key, method, method items) of the maps: the table then shows chance levels
+    chance_source: tuple | None = None
 
 
 def _families():
@@ -88,14 +92,31 @@ def _name_cell(key: str) -> str:
             f'<span class="xm-formula">{html.escape(info.formula)}</span></td>')
 
 
-def _value_cell(key: str, pair_index: int, value: float, bold: bool) -> str:
+def _value_cell(key: str, pair_index: int, value: float, bold: bool,
+                cell: chance_stages.ChanceCell | None = None) -> str:
     text = fmt(value)
     title = ""
     if isinstance(value, float) and math.isnan(value):
         title = f' title="{html.escape(UNDEFINED_WHY.get(metrics.METRICS[key].kind, "undefined"))}"'
     style = ' style="font-weight:600"' if bold else ""
+    norm = ""
+    if cell is not None and not math.isnan(cell.unrelated):
+        n = chance.normalise(value, cell.unrelated, metrics.METRICS[key].higher_is_better)
+        norm = (f'<br><span class="xm-norm" data-norm="{key}" title="chance-normalised against '
+                f'the unrelated-image level: 0 = chance, 1 = perfect">norm {fmt(n, 2)}</span>')
     return (f'<td class="xm-num" data-metric="{key}" data-pair="{pair_index}"{title}{style}>'
-            f"{text}</td>")
+            f"{text}{norm}</td>")
+
+
+def _chance_cell(key: str, cell: chance_stages.ChanceCell) -> str:
+    perm = ("shuffled: not computed on large maps" if math.isnan(cell.permutation)
+            else f"shuffled {fmt(cell.permutation)}")
+    tip = ("mean ± standard deviation of this metric between the maps of unrelated bundled "
+           "images (same model and method); below: its expected value when the perturbed "
+           "map's values are shuffled over the pixels")
+    return (f'<td class="xm-chance" data-chance="{key}" title="{tip}">'
+            f"{fmt(cell.unrelated)} ± {fmt(cell.unrelated_std, 2)}"
+            f'<br><span class="xm-formula">{perm}</span></td>')
 
 
 TABLE_CSS = """
@@ -111,22 +132,31 @@ table.xm-table td.xm-name {min-width: 11rem;}
 table.xm-table .xm-dir {opacity: 0.6; font-size: 0.75rem;}
 table.xm-table td.xm-fam {font-weight: 600; opacity: 0.85; white-space: nowrap;}
 table.xm-table th.xm-lens, table.xm-table td.xm-lens-start {border-left: 2px solid rgba(128,128,128,0.45);}
+table.xm-table td.xm-chance {text-align: right; white-space: nowrap; opacity: 0.8;
+  font-variant-numeric: tabular-nums; font-size: 0.8rem;}
+table.xm-table .xm-norm {font-size: 0.72rem; opacity: 0.7;}
 </style>
 """
 
 
 def metric_table_html(values: Sequence[dict[str, float]], labels: Sequence[str], *, k: int,
-                      w: int) -> str:
+                      w: int, chance_cells: dict | None = None) -> str:
     """Classical metrics and their LENS relaxations side by side, one value column per pair.
 
     ``values[i][key]`` is the score of pair ``i``; cells carry ``data-metric`` / ``data-pair``
-    attributes (used by the tests) and the formula shows on hover over each metric name.
+    attributes (used by the tests) and the formula shows on hover over each metric name. With
+    ``chance_cells`` (``{key: ChanceCell}``) each half gains a chance column and every score its
+    chance-normalised value.
     """
     pair_heads = "".join(f'<th class="xm-pair">{html.escape(lab)}</th>' for lab in labels)
+    if chance_cells:
+        pair_heads += ('<th class="xm-pair" title="unrelated images (mean ± sd); shuffled map">'
+                       "chance</th>")
+    extra = 1 if chance_cells else 0
     rows = [TABLE_CSS, '<div class="xm-wrap"><table class="xm-table">',
             f'<thead><tr><th></th><th>classical (k = {k})</th>{pair_heads}'
             f'<th class="xm-lens">LENS (w = {w})</th>{pair_heads}</tr></thead><tbody>']
-    empty_pairs = "<td></td>" * len(labels)
+    empty_pairs = "<td></td>" * (len(labels) + extra)
     for fam, classical, lens in _families():
         n_rows = max(len(classical), len(lens), 1)
         for r in range(n_rows):
@@ -141,8 +171,11 @@ def metric_table_html(values: Sequence[dict[str, float]], labels: Sequence[str],
                         name = name.replace('<td class="xm-name">',
                                             '<td class="xm-name xm-lens-start">', 1)
                     cells.append(name)
-                    cells += [_value_cell(key, i, values[i][key], bold=(i == 0))
+                    cell = chance_cells.get(key) if chance_cells else None
+                    cells += [_value_cell(key, i, values[i][key], bold=(i == 0), cell=cell)
                               for i in range(len(labels))]
+                    if chance_cells:
+                        cells.append(_chance_cell(key, chance_cells[key]))
                 else:
                     cls = ' class="xm-lens-start"' if is_lens else ""
                     cells.append(f"<td{cls}></td>" + empty_pairs)
@@ -203,6 +236,14 @@ def _notes(panel: PanelInput, values: list[dict[str, float]]) -> None:
         st.caption(text)
 
 
+def _set_warnings(panel: PanelInput, k: int, w: int) -> list[str]:
+    """Mostly zero-valued top-k / diverse sets, and diverse sets smaller than k."""
+    out = metrics.set_warnings(torch.from_numpy(panel.pairs[0].a), k, w, name="the original map")
+    for p in panel.pairs:
+        out += metrics.set_warnings(torch.from_numpy(p.b), k, w, name=f"the {p.label} map")
+    return list(dict.fromkeys(out))
+
+
 def _diverse_note(m: dict[str, np.ndarray], k: int, shown: Pair) -> None:
     found_a = int(m["orig_diverse_count"])
     found_b = int(m["adv_diverse_count"])
@@ -247,7 +288,20 @@ def analysis(panel: PanelInput) -> None:
 
     key, a, b = _stacked(panel.pairs)
     values = _per_pair(stages.scores(key, a, b, k, w), len(panel.pairs))
-    st.markdown(metric_table_html(values, labels, k=k, w=w), unsafe_allow_html=True)
+    cells = None
+    if panel.chance_source is not None:
+        first = panel.pairs[0]
+        cells = chance_stages.table_chance(*panel.chance_source, first.key, first.a, first.b, k, w)
+    st.markdown(metric_table_html(values, labels, k=k, w=w, chance_cells=cells),
+                unsafe_allow_html=True)
+    if cells is not None:
+        st.caption(f"Chance: the same metric between the maps of {chance_stages.UNRELATED_SAMPLES} "
+                   "unrelated bundled images (mean ± standard deviation), and for the "
+                   f"{panel.pairs[0].label} map with its values shuffled over the pixels. 'norm' "
+                   "is (score − chance) / (1 − chance) against the unrelated images: 0 is chance "
+                   "level, 1 a perfect match (for the centre shift, 1 − shift / chance).")
+    for text in _set_warnings(panel, k, w):
+        st.caption(f":material/warning: {text}")
     # Rank correlations depend on w only: have them ready for the next w moves.
     background.prefetch_without_k(key, a, b, CHART_W)
 

@@ -13,7 +13,7 @@ APP = str(ROOT / "streamlit_app.py")
 # torch, torchvision and the first model load are slow to import on a 2-core CI machine.
 TIMEOUT = 180
 
-_CELL = re.compile(r'data-metric="(\w+)" data-pair="(\d+)"[^>]*>([^<]*)</td>')
+_CELL = re.compile(r'data-metric="(\w+)" data-pair="(\d+)"[^>]*>([^<]*)')
 _HEAD = re.compile(r"<thead>(.*?)</thead>", re.S)
 
 
