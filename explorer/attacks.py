@@ -30,7 +30,8 @@ so the chosen x′ is never weaker than that noise under the selection measure, 
 gradient masking at one β). ``random_walk`` is the authors' random baseline: P random ±α sign
 steps in the ε-ball, best label-preserving iterate kept, with restarts; ``random_sign`` is
 one-shot noise (one draw per restart). Every random draw comes from a CPU ``torch.Generator``
-seeded from ``seed``, the attack and the restart index: the same seed gives the same result.
+seeded from ``seed`` and the restart index: the same seed gives the same result, and all attacks
+share their random starts.
 
 Cost: per step one surrogate double-backward (:func:`_loss_gradient`: map with
 ``create_graph=True``, loss, gradient) and one real-model evaluation (for saliency / input ×
@@ -159,11 +160,6 @@ class AttackState:
         """Independent uniform ±1 per element, shaped like ``x`` (from this restart's stream)."""
         s = torch.randint(0, 2, self.x.shape, generator=self.generator, dtype=torch.int8)
         return s.to(device=self.x.device, dtype=self.x.dtype) * 2 - 1
-
-    def uniform(self) -> torch.Tensor:
-        """Independent uniform values in ``[0, 1)`` shaped like ``x``."""
-        u = torch.rand(self.x.shape, generator=self.generator, dtype=torch.float32)
-        return u.to(device=self.x.device, dtype=self.x.dtype)
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
         """``z`` moved into the ε-ball around ``x`` and into ``[0, 1]``."""
@@ -475,11 +471,12 @@ def _confidence(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=1).gather(1, label.view(-1, 1)).view(-1)
 
 
-def _generator(seed: int, key: str, restart: int) -> torch.Generator:
-    """The random stream of one restart: ``seed`` itself for the first run, otherwise a seed
-    derived from (seed, restart, attack) so that streams of different attacks do not align."""
-    if restart:
-        entropy = [seed, restart, zlib.crc32(key.encode())]
+def _generator(seed: int, restart: int, purpose: str = "walk") -> torch.Generator:
+    """A random stream of one restart: ``seed`` itself for the first walk, otherwise a seed
+    derived from (seed, restart, purpose), so that the random start of a restart is
+    independent of its walk's draws (and of the noise candidates, which are walks too)."""
+    if restart or purpose != "walk":
+        entropy = [seed, restart, zlib.crc32(purpose.encode())]
         seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
     return torch.Generator(device="cpu").manual_seed(seed)
 
@@ -489,10 +486,12 @@ def _iterates(info: AttackInfo, x0, epsilon, step_size, steps: int, restarts: in
               gradient_for: Callable[[int], Callable | None]) -> Iterator[tuple[int, torch.Tensor]]:
     """The walk of ``info`` over all restarts: yields (restart, projected iterate)."""
     for r in range(restarts):
-        state = AttackState(x0, x0, 0, r, epsilon, step_size, _generator(seed, info.key, r),
+        state = AttackState(x0, x0, 0, r, epsilon, step_size, _generator(seed, r),
                             gradient_for(r))
         if r and random_start:
-            state.current = state.project(x0 + epsilon * (2 * state.uniform() - 1))
+            u = torch.rand(x0.shape, generator=_generator(seed, r, "start"), dtype=torch.float32)
+            u = u.to(device=x0.device, dtype=x0.dtype)
+            state.current = state.project(x0 + epsilon * (2 * u - 1))
         for t in range(1, steps + 1):
             state.step = t
             state.current = state.project(info.move(state)).detach()
