@@ -127,11 +127,14 @@ _MEASURE = Param("measure", "choice", "topk_intersection", choices=metrics.METRI
                  label="selection measure",
                  help="Metric used to pick the best label-preserving iterate (similarities are "
                       "minimised, the centre shift is maximised).")
+_SELECT_K = Param("select_k", "int", 0, min=0, step=1, label="selection k",
+                  help="k of the selection measure; 0: the attack k'. Set it to the k you report "
+                       "so that the result is never weaker than noise at that k.")
 _BETA = Param("beta", "float", DEFAULT_BETA, min=0.05, max=1000.0, label="surrogate β",
               help="Sharpness of the softplus that replaces ReLU in the surrogate used for "
                    "attack gradients.")
 
-SELECTION_PARAMS: tuple[Param, ...] = (_MEASURE, _W, _BETA)
+SELECTION_PARAMS: tuple[Param, ...] = (_MEASURE, _SELECT_K, _W, _BETA)
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,6 +375,7 @@ class AttackResult:
     method: str = ""
     measure: str = "topk_intersection"
     attack_k: int = 0
+    select_k: int = 0
     w: int = 1
     epsilon: float = 0.0
     steps: int = 0
@@ -389,7 +393,7 @@ class AttackResult:
         head = f"{name}, ε = {self.epsilon:.4g}, {self.steps_run} step(s){runs}{stop}"
         if not bool(self.found[i]):
             return (f"{head}: no label-preserving perturbation found that changes the "
-                    f"{info.name} (k = {self.attack_k}) from {start:.3f}; the input is returned "
+                    f"{info.name} (k = {self.select_k}) from {start:.3f}; the input is returned "
                     "unchanged.")
         r, col = int(self.best_restart[i]), int(self.best_step[i])
         if bool(self.noise_won[i]):
@@ -398,7 +402,7 @@ class AttackResult:
             where = f"at step {col - r * self.steps} of restart {r + 1}"
         else:
             where = f"at step {col}"
-        return (f"{head}: {info.name} (k = {self.attack_k}) {start:.3f} → {end:.3f} {where}; "
+        return (f"{head}: {info.name} (k = {self.select_k}) {start:.3f} → {end:.3f} {where}; "
                 f"label {int(self.label_orig[i])} kept (confidence {float(self.conf_orig[i]):.2f}"
                 f" → {float(self.conf_adv[i]):.2f}); ‖x' − x‖∞ = {float(self.linf[i]):.4g}.")
 
@@ -534,7 +538,8 @@ class _Best:
 
 def attack(model, x, *, method: str = "saliency", method_params: dict | None = None,
            attack: str = "topk", epsilon, step_size=None, steps=None, attack_k, w: int = 1,
-           measure: str = "topk_intersection", beta=DEFAULT_BETA, seed: int = 0,
+           measure: str = "topk_intersection", select_k: int = 0, beta=DEFAULT_BETA,
+           seed: int = 0,
            restarts: int = 1, random_start: bool = True, noise_candidate: bool = True,
            progress: Callable[[int, int, float], bool | None] | None = None, target=None,
            region=None) -> AttackResult:
@@ -544,8 +549,8 @@ def attack(model, x, *, method: str = "saliency", method_params: dict | None = N
     ``epsilon`` (ℓ∞ budget), ``attack_k`` (k' of the loss and k of the selection measure) are
     always required; ``step_size`` and ``steps`` by the iterative attacks. ``w``: LENS radius
     (``lens_topk`` loss and LENS/diverse measures). ``measure``: key of ``metrics.METRICS``
-    used to pick the best label-preserving candidate. ``beta``: softplus sharpness of the
-    surrogate, or a tuple cycled over the restarts. ``seed``: the random draws. ``restarts``:
+    used to pick the best label-preserving candidate, at ``select_k`` (0: at ``attack_k``).
+    ``beta``: softplus sharpness of the surrogate, or a tuple cycled over the restarts. ``seed``: the random draws. ``restarts``:
     runs of the attack, the best candidate over all kept; ``random_start`` (attacks that
     declare it): restarts after the first start at a random point of the ε-ball;
     ``noise_candidate`` (untargeted gradient attacks): the ``random_sign`` draws of the same seed and
@@ -568,6 +573,8 @@ def attack(model, x, *, method: str = "saliency", method_params: dict | None = N
     step_size = _check_param(_STEP_SIZE, step_size, attack, info.iterative)
     steps = _check_param(_STEPS, steps, attack, info.iterative)
     attack_k = metrics.validate_k(_check_param(_ATTACK_K, attack_k, attack, True), h, wd)
+    select_k = _SELECT_K.check(select_k)
+    select_k = metrics.validate_k(select_k, h, wd) if select_k else attack_k
     w = metrics.validate_w(w)
     seed = _SEED.check(seed)
     restarts = _RESTARTS.check(restarts)
@@ -598,7 +605,7 @@ def attack(model, x, *, method: str = "saliency", method_params: dict | None = N
     target = label0 if target is None else target
     conf0 = _confidence(logits0, label0)
     map0, _ = _evaluate(model, x0, method, mparams, target)
-    meas = SelectionMeasure(measure, map0, attack_k, w)
+    meas = SelectionMeasure(measure, map0, select_k, w)
     best = _Best(meas, x0, map0, label0, conf0)
     history = [best.value.clone()]
 
@@ -640,8 +647,8 @@ def attack(model, x, *, method: str = "saliency", method_params: dict | None = N
         linf=(best.x - x0).abs().flatten(1).amax(dim=1), found=best.step > 0,
         steps_run=steps_run, best_step=best.step, best_restart=best.restart,
         noise_won=best.noise, flip_share=flips / max(steps_run, 1), attack=attack,
-        method=method, measure=measure, attack_k=attack_k, w=w, epsilon=float(epsilon),
+        method=method, measure=measure, attack_k=attack_k, select_k=select_k, w=w, epsilon=float(epsilon),
         steps=per_restart, restarts=restarts, stopped_early=stopped,
-        params=dict(method_params=mparams, step_size=step_size,
+        params=dict(method_params=mparams, step_size=step_size, select_k=select_k,
                     beta=betas[0] if len(betas) == 1 else betas, seed=seed, restarts=restarts,
                     random_start=random_start, noise_candidate=noise))

@@ -611,3 +611,19 @@ def test_bad_restart_options_raise_value_error(trained, kw, pattern):
     net, x = trained
     with pytest.raises(ValueError, match=pattern):
         run(net, x[:2], "topk", **kw)
+
+
+def test_select_k_sets_the_k_of_the_selection_measure_only(trained):
+    net, x = trained
+    kw = dict(epsilon=0.2, steps=4, attack_k=40, seed=0)
+    r = run(net, x, "topk", select_k=15, **kw)
+    noise = run(net, x, "random_sign", select_k=15, **kw)
+    assert r.select_k == 15 and r.params["select_k"] == 15
+    torch.testing.assert_close(_final(r), metrics.compare(r.map_orig, r.map_adv, 15, 1)
+                               ["topk_intersection"])
+    assert (_final(r) <= _final(noise)).all()  # the guarantee holds at the selection k
+    assert "(k = 15)" in r.message(0)
+    default = run(net, x, "topk", **kw)
+    assert default.select_k == 40
+    with pytest.raises(ValueError, match=r"k must be between 1 and H\*W = 256"):
+        run(net, x, "topk", select_k=SIZE * SIZE + 1, **kw)
