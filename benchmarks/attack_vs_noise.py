@@ -99,14 +99,16 @@ def summarise(path: Path) -> None:
                                      1 - mean(r["found"])))
             print(f"| {model} | {method} | {len(r['sel'])} | {ATTACK_NAMES[a]} | "
                   f"{mean(r['sel']):.3f} (k={r['k_sel']}) | "
-                  f"{mean(r['attack_k']):.3f} (k'={r['attack_k_value']}) | {100 * (1 - mean(r['found'])):.1f} % | "
+                  f"{mean(r['attack_k']):.3f} (k'={r['attack_k_value']}) | "
+                  f"{100 * (1 - mean(r['found'])):.1f} % | "
                   f"{100 * mean(r['noise_won']):.1f} % | {mean(r['flip']):.3f} | {le} | "
                   f"{r['seconds']:.0f} |")
     print("\nTargets: each attack lowers the mean top-k intersection at least as much as random "
           "sign noise; no-x′ share under 5 %.")
     for model, method, a, ok_sel, ok_eval, nox in verdicts:
         print(f"- {model} {method} {ATTACK_NAMES[a]}: mean ≤ noise's at the selection k "
-              f"{'yes' if ok_sel else 'NO'}, at k' {'yes' if ok_eval else 'NO'}; no x′ {100 * nox:.1f} % "
+              f"{'yes' if ok_sel else 'NO'}, at k' {'yes' if ok_eval else 'NO'}; "
+              f"no x′ {100 * nox:.1f} % "
               f"{'(under 5 %)' if nox < 0.05 else '(NOT under 5 %)'}")
 
 

@@ -23,9 +23,10 @@ Restarts and candidates
 ``restarts = R`` runs the walk R times; per image the best candidate over all runs is kept (the
 worst case for the explanation, as the authors did with 3 runs of every attack). The first run
 starts at ``x``; with ``random_start`` the later ones start at a uniformly random point of the
-ε-ball (Madry-style). With ``noise_candidate`` (the untargeted gradient attacks, on by default) the R draws of
-random ±ε sign noise that ``attack="random_sign"`` makes with the same seed are candidates too,
-so the chosen x′ is never weaker than that noise under the selection measure, by construction.
+ε-ball (Madry-style). With ``noise_candidate`` (the untargeted gradient attacks, on by default)
+the R draws of random ±ε sign noise that ``attack="random_sign"`` makes with the same seed are
+candidates too, so the chosen x′ is never weaker than that noise under the selection measure,
+by construction.
 ``beta`` may be a tuple: restart r uses the surrogate with ``beta[r % len(beta)]`` (against
 gradient masking at one β). ``random_walk`` is the authors' random baseline: P random ±α sign
 steps in the ε-ball, best label-preserving iterate kept, with restarts; ``random_sign`` is
@@ -403,8 +404,9 @@ class AttackResult:
         else:
             where = f"at step {col}"
         return (f"{head}: {info.name} (k = {self.select_k}) {start:.3f} → {end:.3f} {where}; "
-                f"label {int(self.label_orig[i])} kept (confidence {float(self.conf_orig[i]):.2f}"
-                f" → {float(self.conf_adv[i]):.2f}); ‖x' − x‖∞ = {float(self.linf[i]):.4g}.")
+                f"label {int(self.label_orig[i])} kept (confidence "
+                f"{float(self.conf_orig[i]):.2f} → {float(self.conf_adv[i]):.2f}); "
+                f"‖x' − x‖∞ = {float(self.linf[i]):.4g}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,24 +541,24 @@ class _Best:
 def attack(model, x, *, method: str = "saliency", method_params: dict | None = None,
            attack: str = "topk", epsilon, step_size=None, steps=None, attack_k, w: int = 1,
            measure: str = "topk_intersection", select_k: int = 0, beta=DEFAULT_BETA,
-           seed: int = 0,
-           restarts: int = 1, random_start: bool = True, noise_candidate: bool = True,
+           seed: int = 0, restarts: int = 1, random_start: bool = True,
+           noise_candidate: bool = True,
            progress: Callable[[int, int, float], bool | None] | None = None, target=None,
            region=None) -> AttackResult:
     """Attack the ``method`` attribution map of ``model`` at ``x`` ``(N, C, H, W)`` in ``[0, 1]``.
 
     ``model`` maps ``[0, 1]`` inputs to logits and must be in eval mode; it is not modified.
-    ``epsilon`` (ℓ∞ budget), ``attack_k`` (k' of the loss and k of the selection measure) are
-    always required; ``step_size`` and ``steps`` by the iterative attacks. ``w``: LENS radius
-    (``lens_topk`` loss and LENS/diverse measures). ``measure``: key of ``metrics.METRICS``
-    used to pick the best label-preserving candidate, at ``select_k`` (0: at ``attack_k``).
-    ``beta``: softplus sharpness of the surrogate, or a tuple cycled over the restarts. ``seed``: the random draws. ``restarts``:
-    runs of the attack, the best candidate over all kept; ``random_start`` (attacks that
-    declare it): restarts after the first start at a random point of the ε-ball;
-    ``noise_candidate`` (untargeted gradient attacks): the ``random_sign`` draws of the same seed and
-    restarts are candidates too. ``progress(step, total, best_measure)``: called after every
-    step (``total = restarts·steps``) with the batch-mean best measure; return True to stop
-    early. ``target``: class whose attribution is attacked (default: the prediction).
+    ``epsilon`` (ℓ∞ budget) and ``attack_k`` (k' of the loss) are always required;
+    ``step_size`` and ``steps`` by the iterative attacks. ``w``: LENS radius (``lens_topk`` loss
+    and LENS/diverse measures). ``measure``: key of ``metrics.METRICS`` used to pick the best
+    label-preserving candidate, at ``select_k`` (0: at ``attack_k``). ``beta``: softplus
+    sharpness of the surrogate, or a tuple cycled over the restarts. ``seed``: the random
+    draws. ``restarts``: runs of the attack, the best candidate over all kept; ``random_start``
+    (attacks that declare it): restarts after the first start at a random point of the ε-ball;
+    ``noise_candidate`` (untargeted gradient attacks): the ``random_sign`` draws of the same
+    seed and restarts are candidates too. ``progress(step, total, best_measure)``: called after
+    every step (``total = restarts·steps``) with the batch-mean best measure; return True to
+    stop early. ``target``: class whose attribution is attacked (default: the prediction).
     ``region``: ``(H, W)`` or ``(N, H, W)`` boolean mask, required by (and only by) the
     ``targeted`` attack.
     """
@@ -647,8 +649,8 @@ def attack(model, x, *, method: str = "saliency", method_params: dict | None = N
         linf=(best.x - x0).abs().flatten(1).amax(dim=1), found=best.step > 0,
         steps_run=steps_run, best_step=best.step, best_restart=best.restart,
         noise_won=best.noise, flip_share=flips / max(steps_run, 1), attack=attack,
-        method=method, measure=measure, attack_k=attack_k, select_k=select_k, w=w, epsilon=float(epsilon),
-        steps=per_restart, restarts=restarts, stopped_early=stopped,
+        method=method, measure=measure, attack_k=attack_k, select_k=select_k, w=w,
+        epsilon=float(epsilon), steps=per_restart, restarts=restarts, stopped_early=stopped,
         params=dict(method_params=mparams, step_size=step_size, select_k=select_k,
                     beta=betas[0] if len(betas) == 1 else betas, seed=seed, restarts=restarts,
                     random_start=random_start, noise_candidate=noise))

@@ -462,7 +462,8 @@ def test_random_start_starts_later_restarts_inside_the_ball(trained):
     # The message names the restart of the chosen iterate.
     i = int(torch.nonzero(moved.best_restart == 1)[0])
     step = int(moved.best_step[i]) - 3
-    assert f"at step {step} of restart 2" in moved.message(i) and "× 2 restarts" in moved.message(i)
+    msg = moved.message(i)
+    assert f"at step {step} of restart 2" in msg and "× 2 restarts" in msg
 
 
 def test_beta_sweep_uses_each_beta_in_turn(trained, monkeypatch):
