@@ -13,7 +13,7 @@ the noise's by construction, image by image) and at k'.
 One JSON line per (model, method, attack) is appended to ``--out`` as soon as it is done, so a
 long run can be stopped and summarised (``--summary``) at any point.
 
-    python benchmarks/attack_vs_noise.py --data-root /tmp/explorer-data --n 32 --n-ig 6 \
+    python benchmarks/attack_vs_noise.py --data-root /tmp/explorer-data --n 64 --n-ig 12 \
         --out /tmp/attack_vs_noise.jsonl
     python benchmarks/attack_vs_noise.py --summary /tmp/attack_vs_noise.jsonl
 """
