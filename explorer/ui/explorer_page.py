@@ -116,8 +116,9 @@ def render() -> None:
     st.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key="exp.side")
     scale_note = (f"Perturbation shown as 0.5 + {factor:.3g}·(x′ − x) (mid-grey = unchanged). "
                   if factor else "")
-    st.caption(scale_note + "Both maps share one colour scale, 0 to the larger maximum; hover "
-               "a map pixel for its value and rank.")
+    st.caption(scale_note + "Both maps share one colour scale, clipped at a high percentile of "
+               "their joint values so that the structure stays visible (the colour bar says "
+               "where); hover a map pixel for its exact value and rank.")
 
     rand = flow.random_sign(cfg, device, inp)  # after the pictures: first maps show sooner
     pairs = []

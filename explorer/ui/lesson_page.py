@@ -289,7 +289,7 @@ def render() -> None:
             st.caption("The random ±ε draw changed the model's prediction, so it is no "
                        "label-preserving perturbation and gets no score.")
     _question(step, n)
-    st.markdown(f"[Open this state in the explorer](/explorer?{_explorer_link(state, k, w)})")
+    st.markdown(f"[Open this state in the explorer](./?{_explorer_link(state, k, w)})")
     left, mid, right = st.columns([1, 3, 1])
     with left:
         if st.button("← Previous", disabled=n == 1, key="lesson.prev", width="stretch"):
