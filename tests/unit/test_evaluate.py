@@ -24,8 +24,9 @@ from explorer.evaluation.folder import ConfigMismatch, ResultsError, load_result
 from explorer.evaluation.plan import (EvalConfig, Plan, parse_method_params, parse_number,
                                       resolve_config)
 from explorer.evaluation.runner import run
-from explorer.evaluation.schema import (BASE_COLUMNS, KEY_COLUMNS, TIMING_COLUMNS, metric_column,
-                                        metric_columns, parse_metric_column)
+from explorer.evaluation.schema import (BASE_COLUMNS, BOOKKEEPING_COLUMNS, KEY_COLUMNS,
+                                        TIMING_COLUMNS, extra_column, extra_columns,
+                                        metric_column, metric_columns, parse_metric_column)
 from explorer.evaluation.units import plan_units, unit_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -39,7 +40,7 @@ TIMING = list(TIMING_COLUMNS)
 def small_config(**kw) -> EvalConfig:
     base = dict(datasets=("toy",), models=("natural",), methods=("saliency",),
                 attacks=("random_sign", "topk"), eps=("paper",), k=(5, 10), w=(0, 1, 2),
-                n_images=5, batch_size=2)
+                n_images=5, batch_size=2, all_images=True)  # toy labels are random
     base.update(kw)
     return EvalConfig(**base)
 
@@ -68,7 +69,8 @@ def test_rows_complete_and_equal_to_compare(tmp_path):
     assert not df.duplicated(list(KEY_COLUMNS)).any()
     assert list(df["attack"]) == ["random_sign"] * 5 + ["topk"] * 5
     assert list(df["image"]) == [0, 1, 2, 3, 4] * 2
-    expected_cols = (list(BASE_COLUMNS) + metric_columns([5, 10], [0, 1, 2])
+    expected_cols = (list(BASE_COLUMNS) + list(BOOKKEEPING_COLUMNS)
+                     + metric_columns([5, 10], [0, 1, 2]) + extra_columns([5, 10], [0, 1, 2])
                      + list(TIMING_COLUMNS))
     assert list(df.columns) == expected_cols
     assert df["epsilon"].eq(0.2).all()  # the toy dataset's "paper" ε
