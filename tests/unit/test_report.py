@@ -137,7 +137,8 @@ def toy_results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("res") / "toy"
     cfg = EvalConfig(datasets=("toy",), models=("natural", "pgd"), methods=("saliency",),
                         attacks=("random_sign", "topk", "mass_center"), eps=(0.1, 0.2),
-                        k=("paper",), w=(0, 1, 2), n_images=6, batch_size=3)
+                        k=("paper",), w=(0, 1, 2), n_images=6, batch_size=3,
+                     all_images=True)  # toy labels are random
     df = run(cfg, folder, backend=ToyBackend(), device="cpu", progress=False)
     return folder, df
 
