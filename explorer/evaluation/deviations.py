@@ -26,6 +26,9 @@ def _join(values) -> str:
 
 def deviations(plans: Sequence[Plan]) -> list[str]:
     """Plain-Markdown bullet texts, one per difference from the authors' setting."""
+    if not plans:
+        return ["The runs' configurations are not available, so their settings cannot be "
+                "compared with the authors'."]
     out: list[str] = []
     betas = sorted({b for p in plans for b in p.betas})
     if betas != [AUTHORS_BETA]:

@@ -110,6 +110,13 @@ def _runs_md(rs: ResultSet) -> str:
     return "\n".join(out) + "\n"
 
 
+def _mean(rows: pd.DataFrame, col: str) -> float:
+    """Mean of a column over the rows; NaN (shown as n/a) when absent or empty."""
+    if col not in rows or not len(rows):
+        return float("nan")
+    return float(pd.to_numeric(rows[col], errors="coerce").astype(float).mean())
+
+
 def _bookkeeping_md(df: pd.DataFrame, d: str, ref) -> str:
     """Images attacked, candidates that won, label flips and the zero-valued set counts."""
     sub = at_eps(df[df["dataset"] == d], ref.epsilon)
@@ -121,22 +128,20 @@ def _bookkeeping_md(df: pd.DataFrame, d: str, ref) -> str:
     for (model, method, att), g in sub.groupby(["model", "method", "attack"], sort=False):
         a = g[g["attacked"].astype(bool)]
         row = {"model": model, "method": method, "attack": att, "images": len(g),
-               "attacked": len(a), "found": float(a["found"].mean()) if len(a) else float("nan"),
-               "noise won": float(a["noise_won"].mean()) if len(a) else float("nan"),
-               "flip share": float(a["flip_share"].mean()) if len(a) else float("nan")}
+               "attacked": len(a), "found": _mean(a, "found"),
+               "noise won": _mean(a, "noise_won"), "flip share": _mean(a, "flip_share")}
         for side in ("orig", "adv"):
             for key, label in (("topk_zeros", "zeros in S_k"), ("diverse_zeros", "zeros in D_k"),
                                ("diverse_count", "|D_k|")):
                 col = extra_column("count", f"{side}_{key}", ref.k, ref.w)
                 who = "x" if side == "orig" else "x'"
-                row[f"{label} ({who})"] = (
-                    float(a[col].mean()) if col in a and len(a) else float("nan"))
+                row[f"{label} ({who})"] = _mean(a, col)
         rows.append(row)
     return ("Per (model, method, attack): images, attacked (correctly classified, unless the run "
             "attacked all), *found* share, *noise won* (the chosen x' is a random-sign draw, not "
             "an iterate), *flip share* (mean share of the attack's own iterates that changed the "
             "label), and the mean zero-valued pixels in S_k and D_k and |D_k| (k = "
-            f"{ref.k}, w = {ref.w}) of the maps of x and x'.\n\n" + _md_table(pd.DataFrame(rows)))
+            f"{ref.k}, w = {ref.w}) of the maps of x and x'; n/a: not recorded in this run.\n\n" + _md_table(pd.DataFrame(rows)))
 
 
 def _chance_md(df: pd.DataFrame, d: str, ref) -> str:
