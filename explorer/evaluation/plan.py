@@ -98,8 +98,10 @@ class EvalConfig:
     ``restarts``: runs of each attack, the worst case for the explanation kept (the random-sign
     draws of the same seed are candidates of the gradient attacks, so they are never weaker than
     noise). ``beta``: the surrogate's softplus β, or several (restart r uses ``beta[r % len]``).
-    ``all_images``: attack every image; by default (False) only correctly classified ones (and
-    those of unknown label): the others are recorded with ``attacked = False`` and no scores.
+    ``all_images``: attack every image; False: only correctly classified ones (and those of
+    unknown label), the others recorded with ``attacked = False`` and no scores. The defaults
+    here (1 restart, every image) are those of the app's live sweeps; ``python -m explorer
+    evaluate`` defaults to the authors' setting (3 restarts, correctly classified images).
     ``chance_mc``: also record the Monte-Carlo permutation chance levels (diverse variants and
     LENS correlations at w >= 1, the centre shift; about 45 ms per 28×28 pair and (k, w)).
     """
@@ -125,7 +127,7 @@ class EvalConfig:
     method_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     attack_method_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     restarts: int = 1
-    all_images: bool = False
+    all_images: bool = True
     chance_mc: bool = False
 
     def to_json(self) -> dict:
