@@ -319,3 +319,23 @@ def test_old_results_folder_report_says_not_recorded(tmp_path):
     assert "label-flip shares and zero-valued pixels in S_k and D_k: not recorded" in text
     assert "raw scores (chance levels not recorded in this run)" in text
     assert "every run (older runs attacked every image)" in text
+
+
+def test_tables_twice_when_some_x_prime_was_not_found(tmp_path):
+    df = chance_rows(n=10)
+    col = metric_column("topk_intersection", 100, 1)
+    miss = (df["model"] == "natural") & (df["attack"] == "topk") & (df["image"] < 4)
+    df.loc[miss, "found"] = False
+    df.loc[miss, col] = 1.0  # the fallback x' = x scores a perfect 1.0
+    full = summary.summary_table(df, "mnist", worst=True)
+    kept = summary.summary_table(df, "mnist", found_only=True, worst=True)
+    r_all = full[(full["model"] == "natural") & (full["attack"] == "topk")].iloc[0]
+    r_found = kept[(kept["model"] == "natural") & (kept["attack"] == "topk")].iloc[0]
+    assert (r_all["n"], r_all["found"]) == (10, 0.6)
+    assert r_all["topk_intersection"] == pytest.approx((4 * 1.0 + 6 * 0.3) / 10)
+    assert (r_found["n"], r_found["topk_intersection"]) == (6, pytest.approx(0.3))
+    # Worst of attacks: per image the lowest score over the three attacks.
+    worst = full[(full["model"] == "natural") & (full["attack"] == summary.WORST)].iloc[0]
+    assert worst["topk_intersection"] == pytest.approx(0.3)  # mass_center keeps 0.3 there
+    text = report.render_report(summary.ResultSet(df, [], [], []), tmp_path / "o").read_text()
+    assert "Rows with x' found only:" in text and "no x' found counts as 1.0" in text
