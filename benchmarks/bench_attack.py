@@ -17,6 +17,7 @@ Printed, measured side by side in one run:
    and with the authors' 3 restarts.
 
     python benchmarks/bench_attack.py [--device cuda] [--threads 1] [--singles 16] [--rounds 4]
+                                      [--parts 1 2 3]
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def main() -> None:
                     help="how many single-image attacks to time in all (their mean per round is "
                          "the per-image time)")
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -100,6 +102,15 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; top-k attack, saliency, {args.steps} steps, "
           f"ε={d.epsilon}, α={d.step_size}, k'={d.attack_k}, β={DEFAULT_BETA}")
 
+    if 1 in args.parts:
+        batching(net, x, cfg, args, device)
+    if 2 in args.parts:
+        overhead(net, x, cfg, args, device, d)
+    if 3 in args.parts:
+        app_default(net, x, args, device, d)
+
+
+def batching(net, x, cfg, args, device) -> None:
     # ---- 1. batch of 64 vs one image at a time ----------------------------------------------
     # Rounds interleave the batch run and the single-image runs, so that changes in machine load
     # hit both alike; each figure is its best round.
@@ -125,6 +136,9 @@ def main() -> None:
           f"(best of {args.rounds}) -> {ratio1:.1f}x lower (floor 4x) "
           f"{'PASS' if ratio1 >= 4 else 'FAIL'}")
 
+
+
+def overhead(net, x, cfg, args, device, d) -> None:
     # ---- 2. total vs steps x (surrogate step + evaluation) ----------------------------------
     surrogate = smooth_model(net, DEFAULT_BETA)
     with torch.no_grad():
@@ -183,6 +197,9 @@ def main() -> None:
     print(f"   (vs steps x (surrogate step + forward-only evaluation) {ref_fwd:.3f} s -> "
           f"{total / ref_fwd:.2f}x)")
 
+
+
+def app_default(net, x, args, device, d) -> None:
     # ---- 3. one image, the app's default settings ---------------------------------------------
     app = attack_params("topk", d)  # what the sidebar starts with: paper settings, defaults
     variants = {"app default (1 restart, random-sign candidate)": {},
