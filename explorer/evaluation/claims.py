@@ -294,7 +294,7 @@ def diverse_above_plain(df: pd.DataFrame, basis: str = "raw scores") -> Claim:
         "supported when it lies at or below 0, else inconclusive.",
         (("lens_recall_div", "lens_recall"), ("lens_precision_div", "lens_precision"),
          ("topk_div_intersection", "topk_intersection")),
-        0.0, basis)
+        DIVERSE_MARGIN, basis)
     caps = []
     for d in dict.fromkeys(df["dataset"]):
         info = data.DATASETS.get(d)

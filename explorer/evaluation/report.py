@@ -141,7 +141,8 @@ def _bookkeeping_md(df: pd.DataFrame, d: str, ref) -> str:
             "attacked all), *found* share, *noise won* (the chosen x' is a random-sign draw, not "
             "an iterate), *flip share* (mean share of the attack's own iterates that changed the "
             "label), and the mean zero-valued pixels in S_k and D_k and |D_k| (k = "
-            f"{ref.k}, w = {ref.w}) of the maps of x and x'; n/a: not recorded in this run.\n\n" + _md_table(pd.DataFrame(rows)))
+            f"{ref.k}, w = {ref.w}) of the maps of x and x'; n/a: not recorded in this run.\n\n"
+            + _md_table(pd.DataFrame(rows)))
 
 
 def _chance_md(df: pd.DataFrame, d: str, ref) -> str:

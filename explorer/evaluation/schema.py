@@ -56,7 +56,7 @@ BASE_COLUMNS: dict[str, type] = {
 }
 # Version 2: per-row bookkeeping, after the base columns.
 BOOKKEEPING_COLUMNS: dict[str, type] = {
-    "attacked": bool,        # the attack ran (False: misclassified image skipped, x' = x, no scores)
+    "attacked": bool,        # the attack ran (False: misclassified, skipped: x' = x, no scores)
     "restart_won": int,      # restart (or noise draw) of the chosen candidate; -1: x itself
     "noise_won": bool,       # the chosen candidate is a random-sign noise draw
     "flip_share": float,     # share of the attack's own iterates whose label changed
