@@ -3,7 +3,7 @@
 One module per concern (each is imported on its own; this package imports none of them):
 
 - :mod:`~explorer.evaluation.schema`: the row columns (names, types, the ``METRIC@kK_wW`` wide
-  metric columns).
+  metric columns, the versioned bookkeeping and chance columns).
 - :mod:`~explorer.evaluation.plan`: what to evaluate (:class:`EvalConfig`, as asked) and its
   resolution (:class:`Plan`, paper settings filled in per dataset), as written to
   ``config.json``.
@@ -16,7 +16,10 @@ One module per concern (each is imported on its own; this package imports none o
   sharded with torch.distributed.
 - :mod:`~explorer.evaluation.summary`: loading several folders, bootstrap intervals, the
   reference slice and summary tables.
-- :mod:`~explorer.evaluation.claims`: the paper's four claims, each with its rule and verdict.
+- :mod:`~explorer.evaluation.claims`: the paper's four claims, each with its rule, its statistic's
+  bootstrap interval and verdict, and the verdict table generated from them.
+- :mod:`~explorer.evaluation.deviations`: the report's "Deviations from the authors", from the
+  runs' plans.
 - :mod:`~explorer.evaluation.report`: the Markdown reproduction report with its figures.
 - :mod:`~explorer.evaluation.cli`: ``python -m explorer evaluate`` and ``python -m explorer
   report``.
@@ -25,4 +28,4 @@ Usage and the results folder format: ``docs/evaluation.md``.
 """
 
 __all__ = ["schema", "plan", "units", "folder", "backend", "runner", "summary", "claims",
-           "report", "cli"]
+           "deviations", "report", "cli"]

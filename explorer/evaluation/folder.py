@@ -42,6 +42,7 @@ from .units import Unit, plan_units
 
 __all__ = [
     "FORMAT",
+    "READABLE_FORMATS",
     "CONFIG_FILE",
     "ROWS_DIR",
     "MERGED_FILE",
@@ -67,7 +68,8 @@ __all__ = [
     "long_format",
 ]
 
-FORMAT = "explorer-evaluate/1"
+FORMAT = "explorer-evaluate/2"
+READABLE_FORMATS = ("explorer-evaluate/1", FORMAT)  # version 1: no bookkeeping columns
 CONFIG_FILE = "config.json"
 ROWS_DIR = "rows"
 MERGED_FILE = "results.csv"
@@ -193,12 +195,12 @@ def _unit_path(folder: Path, unit: Unit) -> Path:
 def write_unit(folder: Path, unit: Unit, rows: list[dict], plan: Plan) -> None:
     """Write the rows of a finished unit to its file under ``rows/`` (atomically)."""
     atomic_write(_unit_path(folder, unit),
-                 rows_to_csv(rows, plan.per_dataset[unit.dataset].columns))
+                 rows_to_csv(rows, plan.columns(unit.dataset)))
 
 
 def _read_unit(path: Path, unit: Unit, plan: Plan) -> tuple[list[str], list[list]]:
     header, rows = read_rows_csv(path)
-    expected = plan.per_dataset[unit.dataset].columns
+    expected = plan.columns(unit.dataset)
     if header != expected:
         raise ResultsError(f"{path}, line 1: the columns differ from this configuration's "
                            f"(missing: {sorted(set(expected) - set(header)) or 'none'}, extra: "
@@ -230,7 +232,7 @@ def merge(folder: Path, units: list[Unit], plan: Plan) -> Path:
     unit file is missing or malformed)."""
     all_cols: list[str] = []
     for d in plan.datasets:
-        for c in plan.per_dataset[d].columns:
+        for c in plan.columns(d):
             if c not in all_cols:
                 all_cols.append(c)
     # Timings last, whatever the datasets' metric columns.
@@ -284,7 +286,7 @@ def _read_config_file(path: Path) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
         raise ResultsError(f"{path}, line 1: not a configuration written by `python -m explorer "
                            f"evaluate` (expected \"format\": \"{FORMAT}\")")
     for key in ("config", "resolved"):
@@ -311,6 +313,11 @@ def prepare_folder(folder: Path, config: EvalConfig, plan: Plan, command: str = 
     identity = _identity(config, plan)
     if cfg_path.exists():
         stored = _read_config_file(cfg_path)
+        if stored["format"] != FORMAT:
+            raise ConfigMismatch(f"{folder} was written by an older version of `python -m "
+                                 f"explorer evaluate` ({stored['format']}; this one writes "
+                                 f"{FORMAT}, with more columns), so it cannot be resumed; it "
+                                 "can still be read and reported. Use another --out folder.")
         diffs = _diff({"config": stored["config"], "resolved": stored["resolved"]}, identity)
         if diffs:
             shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8

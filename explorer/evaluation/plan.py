@@ -94,6 +94,16 @@ class EvalConfig:
     the chosen ``x'`` is then re-measured with the reported parameters). Images are the
     ``n_images`` consecutive items of the test set (``source="test"``) or of the bundled samples
     (``"samples"``) starting at ``image_offset``.
+
+    ``restarts``: runs of each attack, the worst case for the explanation kept (the random-sign
+    draws of the same seed are candidates of the gradient attacks, so they are never weaker than
+    noise). ``beta``: the surrogate's softplus β, or several (restart r uses ``beta[r % len]``).
+    ``all_images``: attack every image; False: only correctly classified ones (and those of
+    unknown label), the others recorded with ``attacked = False`` and no scores. The defaults
+    here (1 restart, every image) are those of the app's live sweeps; ``python -m explorer
+    evaluate`` defaults to the authors' setting (3 restarts, correctly classified images).
+    ``chance_mc``: also record the Monte-Carlo permutation chance levels (diverse variants and
+    LENS correlations at w >= 1, the centre shift; about 45 ms per 28×28 pair and (k, w)).
     """
 
     datasets: tuple[str, ...]
@@ -112,10 +122,13 @@ class EvalConfig:
     step_size: float | None = None
     attack_k: int | None = None
     attack_w: int | None = None
-    beta: float = DEFAULT_BETA
+    beta: Any = DEFAULT_BETA
     measure: str = "topk_intersection"
     method_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     attack_method_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    restarts: int = 1
+    all_images: bool = True
+    chance_mc: bool = False
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -173,11 +186,6 @@ class DatasetPlan:
     attack_w: int
     model_weights: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
 
-    @property
-    def columns(self) -> list[str]:
-        """The columns of this dataset's rows, in file order."""
-        return schema.columns_for(self.k, self.w)
-
     def to_json(self) -> dict:
         out = {"size": list(self.size), "eps": list(self.eps), "k": list(self.k),
                "w": list(self.w), "attack_k": self.attack_k, "steps": self.steps,
@@ -210,28 +218,52 @@ class Plan:
     measure: str
     method_params: Mapping[str, MethodPlan]
     per_dataset: Mapping[str, DatasetPlan]
+    restarts: int = 1
+    all_images: bool = True
+    chance_mc: bool = False
+    columns_version: int = 1
+
+    @property
+    def betas(self) -> tuple[float, ...]:
+        """The surrogate β values, cycled over the restarts."""
+        return self.beta if isinstance(self.beta, tuple) else (float(self.beta),)
+
+    def columns(self, dataset: str) -> list[str]:
+        """The columns of ``dataset``'s rows, in file order (of this plan's column version)."""
+        p = self.per_dataset[dataset]
+        return schema.columns_for(p.k, p.w, self.columns_version)
 
     def to_json(self) -> dict:
         """The ``"resolved"`` entry of ``config.json``."""
-        return {
+        extra = {} if self.columns_version == 1 else {
+            "restarts": self.restarts, "all_images": self.all_images,
+            "chance_mc": self.chance_mc, "columns_version": self.columns_version}
+        return {**extra,
             "datasets": list(self.datasets), "models": list(self.models),
             "methods": list(self.methods), "attacks": list(self.attacks),
             "n_images": self.n_images, "image_offset": self.image_offset,
             "source": self.source, "batch_size": self.batch_size, "seed": self.seed,
-            "beta": self.beta, "measure": self.measure,
+            "beta": (list(self.betas) if len(self.betas) > 1 else self.betas[0]),
+            "measure": self.measure,
             "method_params": {m: p.to_json() for m, p in self.method_params.items()},
             "per_dataset": {d: p.to_json() for d, p in self.per_dataset.items()},
         }
 
     @classmethod
     def from_json(cls, d: Mapping) -> "Plan":
-        """Read :meth:`to_json`'s output back; KeyError names a missing entry."""
+        """Read :meth:`to_json`'s output back; KeyError names a missing entry. Entries older
+        folders lack take the values those runs used (one restart, every image attacked,
+        column version 1)."""
+        beta = d["beta"]
+        beta = tuple(float(b) for b in beta) if isinstance(beta, list) else float(beta)
         return cls(
             tuple(d["datasets"]), tuple(d["models"]), tuple(d["methods"]), tuple(d["attacks"]),
             d["n_images"], d["image_offset"], d["source"], d["batch_size"], d["seed"],
-            d["beta"], d["measure"],
+            beta, d["measure"],
             _frozen({m: MethodPlan.from_json(p) for m, p in d["method_params"].items()}),
-            _frozen({k: DatasetPlan.from_json(p) for k, p in d["per_dataset"].items()}))
+            _frozen({k: DatasetPlan.from_json(p) for k, p in d["per_dataset"].items()}),
+            int(d.get("restarts", 1)), bool(d.get("all_images", True)),
+            bool(d.get("chance_mc", False)), int(d.get("columns_version", 1)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,6 +396,18 @@ def resolve_config(config: EvalConfig, backend: "Backend") -> Plan:
     method_plans = _method_plans(config, methods)
     per_dataset = {d: _dataset_plan(config, backend, d, models, ws, n_images, offset)
                    for d in datasets}
+    restarts = _int_in(config.restarts, "restarts", 1)
+    betas = _as_tuple(config.beta, "beta")
+    for b in betas:
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not b > 0 or math.isinf(b):
+            raise ValueError(f"beta values must be finite numbers > 0; got {b!r}")
+    if len(set(betas)) != len(betas):
+        raise ValueError(f"beta lists a value twice: {list(betas)}")
+    beta = float(betas[0]) if len(betas) == 1 else tuple(float(b) for b in betas)
+    for flag in ("all_images", "chance_mc"):
+        if not isinstance(getattr(config, flag), bool):
+            raise ValueError(f"{flag} must be True or False; got {getattr(config, flag)!r}")
     return Plan(tuple(datasets), tuple(models), tuple(methods), tuple(attacks), n_images,
-                offset, config.source, batch_size, seed, float(config.beta), config.measure,
-                _frozen(method_plans), _frozen(per_dataset))
+                offset, config.source, batch_size, seed, beta, config.measure,
+                _frozen(method_plans), _frozen(per_dataset), restarts, config.all_images,
+                config.chance_mc, schema.COLUMNS_VERSION)

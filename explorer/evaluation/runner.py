@@ -27,13 +27,13 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import torch
 
-from .. import metrics
+from .. import chance, metrics
 from ..attacks import attack as run_attack
 from ..attributions import attribution_map
 from . import folder as results
 from .backend import Backend, RegistryBackend
 from .plan import EvalConfig, Plan, resolve_config
-from .schema import metric_column, typed_frame
+from .schema import extra_column, metric_column, typed_frame
 from .units import Unit, plan_units, unit_cost, unit_seed
 
 __all__ = ["Dist", "RunContext", "evaluate_unit", "run"]
@@ -45,29 +45,20 @@ Progress = Callable[[int, int, str], Any]
 # One unit
 # --------------------------------------------------------------------------------------------
 
-def evaluate_unit(unit: Unit, model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor,
-                  indices: Sequence[int], plan: Plan,
-                  step_callback: Callable[[int, int, float], Any] | None = None
-                  ) -> list[dict[str, Any]]:
-    """Attack the batch ``x`` ``(n, C, H, W)`` and measure it: one row dict per image."""
-    dplan = plan.per_dataset[unit.dataset]
-    mplan = plan.method_params[unit.method]
-    seed = unit_seed(plan.seed, unit.dataset, plan.source, unit.start)
-    n = x.shape[0]
-    t0 = time.perf_counter()
-    res = run_attack(model, x, method=unit.method, method_params=dict(mplan.attack),
-                     attack=unit.attack, epsilon=unit.epsilon, step_size=dplan.step_size,
-                     steps=dplan.steps, attack_k=dplan.attack_k, w=dplan.attack_w,
-                     measure=plan.measure, beta=plan.beta, seed=seed, progress=step_callback)
-    map_orig, map_adv = res.map_orig, res.map_adv
-    if mplan.attack != mplan.report:
-        # The attack loop used cheaper method parameters: measure x and x' with the reported ones.
-        target = res.label_orig
-        map_orig = attribution_map(model, x, unit.method, dict(mplan.report), target=target)
-        map_adv = attribution_map(model, res.x_adv, unit.method, dict(mplan.report),
-                                  target=target)
-    t1 = time.perf_counter()
+def _exact_keys(w: int) -> tuple[str, ...]:
+    """The metric keys whose permutation chance level is exact at radius ``w``."""
+    if w == 0:
+        return tuple(k for k in metrics.METRIC_KEYS if k != "center_shift")
+    return tuple(k for k in ("topk_intersection", "lens_recall", "lens_precision", "spearman",
+                             "kendall") if k in metrics.METRICS)
+
+
+def _scores(plan: Plan, dplan, map_orig, map_adv, seed: int) -> dict[str, torch.Tensor]:
+    """Every metric, set count and chance column of the attacked images, ``{column: (m,)}``."""
     values: dict[str, torch.Tensor] = {}
+    m = map_orig.shape[0]
+    nan = torch.full((m,), float("nan"), dtype=torch.float64)
+    pairs = chance.derangement(m, seed) if m >= 2 else None
     for w in dplan.w:
         full = metrics.compare(map_orig, map_adv, dplan.k[0], w)
         for k in dplan.k:
@@ -77,37 +68,112 @@ def evaluate_unit(unit: Unit, model: torch.nn.Module, x: torch.Tensor, labels: t
                    if key not in metrics.SET_METRIC_KEYS}}
             for key in metrics.METRIC_KEYS:
                 values[metric_column(key, k, w)] = part[key].detach().double().cpu()
-    deg_o = metrics.is_degenerate(map_orig).cpu()
-    deg_a = metrics.is_degenerate(map_adv).cpu()
-    t2 = time.perf_counter()
-    hist = res.history.detach().double().cpu()
-    base = {
-        "label_orig": res.label_orig.cpu(), "label_adv": res.label_adv.cpu(),
-        "conf_orig": res.conf_orig.detach().double().cpu(),
-        "conf_adv": res.conf_adv.detach().double().cpu(),
-        "label_kept": res.label_kept.cpu(), "found": res.found.cpu(),
-        "linf": res.linf.detach().double().cpu(),
-        "best_step": (res.best_step.cpu() if res.best_step is not None
-                      else torch.zeros(n, dtype=torch.long)),
-    }
+            if plan.columns_version == 1:
+                continue
+            for key, v in metrics.pair_set_counts(map_orig, map_adv, k, w).items():
+                values[extra_column("count", key, k, w)] = v.double().cpu()
+            keys = metrics.METRIC_KEYS if plan.chance_mc else _exact_keys(w)
+            perm = chance.permutation_chance(map_orig, map_adv, k, w, seed=seed, keys=keys)
+            unrel = (chance.unrelated_scores(map_orig, k, w, pairs=pairs)[1]
+                     if pairs is not None else {})
+            for key in metrics.METRIC_KEYS:
+                score = values[metric_column(key, k, w)]
+                c = perm[key].double().cpu() if key in perm else nan
+                values[extra_column("perm", key, k, w)] = c
+                values[extra_column("unrel", key, k, w)] = (
+                    unrel[key].double().cpu() if key in unrel else nan)
+                values[extra_column("norm", key, k, w)] = chance.normalise(
+                    score, c, metrics.METRICS[key].higher_is_better)
+    return values
+
+
+def evaluate_unit(unit: Unit, model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor,
+                  indices: Sequence[int], plan: Plan,
+                  step_callback: Callable[[int, int, float], Any] | None = None
+                  ) -> list[dict[str, Any]]:
+    """Attack the batch ``x`` ``(n, C, H, W)`` and measure it: one row dict per image.
+
+    Unless ``plan.all_images``, only the correctly classified images (and those of unknown
+    label) are attacked; the others get a row with ``attacked = False``, x' = x and empty
+    score columns. The unrelated-image baseline pairs each attacked image with another attacked
+    image of the batch (a derangement seeded by the unit's seed)."""
+    dplan = plan.per_dataset[unit.dataset]
+    mplan = plan.method_params[unit.method]
+    seed = unit_seed(plan.seed, unit.dataset, plan.source, unit.start)
+    n = x.shape[0]
     labels = labels.cpu()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        logits = model(x)
+    pred = logits.argmax(dim=1).cpu()
+    conf = torch.softmax(logits.double(), dim=1).amax(dim=1).cpu()
+    attacked = (torch.ones(n, dtype=torch.bool) if plan.all_images
+                else (pred == labels) | (labels < 0))
+    sel = torch.nonzero(attacked).flatten()
+    res, values = None, {}
+    if sel.numel():
+        xs = x[sel.to(x.device)]
+        res = run_attack(model, xs, method=unit.method, method_params=dict(mplan.attack),
+                         attack=unit.attack, epsilon=unit.epsilon, step_size=dplan.step_size,
+                         steps=dplan.steps, attack_k=dplan.attack_k, w=dplan.attack_w,
+                         measure=plan.measure, beta=plan.beta, seed=seed,
+                         restarts=plan.restarts, progress=step_callback)
+        map_orig, map_adv = res.map_orig, res.map_adv
+        if mplan.attack != mplan.report:
+            # The attack loop used cheaper method parameters: re-measure x and x' with the
+            # reported ones.
+            target = res.label_orig
+            map_orig = attribution_map(model, xs, unit.method, dict(mplan.report), target=target)
+            map_adv = attribution_map(model, res.x_adv, unit.method, dict(mplan.report),
+                                      target=target)
+    t1 = time.perf_counter()
+    if res is not None:
+        values = _scores(plan, dplan, map_orig, map_adv, seed)
+        deg_o = metrics.is_degenerate(map_orig).cpu()
+        deg_a = metrics.is_degenerate(map_adv).cpu()
+        hist = res.history.detach().double().cpu()
+        found = res.found.cpu()
+        best_step = (res.best_step.cpu() if res.best_step is not None
+                     else torch.zeros(sel.numel(), dtype=torch.long))
+        restart = (res.best_restart.cpu() if res.best_restart is not None
+                   else torch.zeros(sel.numel(), dtype=torch.long))
+        noise = (res.noise_won.cpu() if res.noise_won is not None
+                 else torch.zeros(sel.numel(), dtype=torch.bool))
+        flips = (res.flip_share.double().cpu() if res.flip_share is not None
+                 else torch.full((sel.numel(),), float("nan"), dtype=torch.float64))
+    t2 = time.perf_counter()
+    pos = {int(i): j for j, i in enumerate(sel.tolist())}
     rows = []
     for i in range(n):
         row = {
             "dataset": unit.dataset, "model": unit.model, "method": unit.method,
             "attack": unit.attack, "epsilon": unit.epsilon, "image": int(indices[i]),
             "batch": unit.batch, "seed": seed, "label": int(labels[i]),
-            "pred_orig": int(base["label_orig"][i]), "conf_orig": float(base["conf_orig"][i]),
-            "pred_adv": int(base["label_adv"][i]), "conf_adv": float(base["conf_adv"][i]),
-            "correct": int(base["label_orig"][i]) == int(labels[i]),
-            "label_kept": bool(base["label_kept"][i]), "found": bool(base["found"][i]),
-            "linf": float(base["linf"][i]), "best_step": int(base["best_step"][i]),
-            "steps_run": int(res.steps_run), "sel_start": float(hist[i, 0]),
-            "sel_best": float(hist[i, -1]), "degenerate_orig": bool(deg_o[i]),
-            "degenerate_adv": bool(deg_a[i]),
+            "pred_orig": int(pred[i]), "conf_orig": float(conf[i]),
+            "correct": int(pred[i]) == int(labels[i]),
         }
-        for col, v in values.items():
-            row[col] = float(v[i])
+        j = pos.get(i)
+        if j is None:  # not attacked: x' = x, nothing measured
+            row.update({"pred_adv": int(pred[i]), "conf_adv": float(conf[i]),
+                        "label_kept": True, "found": False, "linf": 0.0, "best_step": 0,
+                        "steps_run": 0, "sel_start": float("nan"), "sel_best": float("nan"),
+                        "degenerate_orig": False, "degenerate_adv": False, "attacked": False,
+                        "restart_won": -1, "noise_won": False, "flip_share": float("nan")})
+        else:
+            row.update({
+                "pred_orig": int(res.label_orig[j]), "conf_orig": float(res.conf_orig[j]),
+                "correct": int(res.label_orig[j]) == int(labels[i]),
+                "pred_adv": int(res.label_adv[j]), "conf_adv": float(res.conf_adv[j]),
+                "label_kept": bool(res.label_kept[j]), "found": bool(found[j]),
+                "linf": float(res.linf[j]), "best_step": int(best_step[j]),
+                "steps_run": int(res.steps_run), "sel_start": float(hist[j, 0]),
+                "sel_best": float(hist[j, -1]), "degenerate_orig": bool(deg_o[j]),
+                "degenerate_adv": bool(deg_a[j]), "attacked": True,
+                "restart_won": int(restart[j]) if bool(found[j]) else -1,
+                "noise_won": bool(noise[j]) and bool(found[j]),
+                "flip_share": float(flips[j])})
+            for col, v in values.items():
+                row[col] = float(v[j])
         row["attack_s"] = (t1 - t0) / n
         row["metrics_s"] = (t2 - t1) / n
         rows.append(row)

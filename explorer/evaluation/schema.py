@@ -20,7 +20,14 @@ from .. import metrics
 
 __all__ = [
     "BASE_COLUMNS",
+    "BOOKKEEPING_COLUMNS",
     "TIMING_COLUMNS",
+    "COLUMNS_VERSION",
+    "COUNT_KEYS",
+    "CHANCE_KINDS",
+    "extra_column",
+    "parse_extra_column",
+    "extra_columns",
     "KEY_COLUMNS",
     "metric_column",
     "parse_metric_column",
@@ -47,6 +54,17 @@ BASE_COLUMNS: dict[str, type] = {
     "sel_start": float, "sel_best": float,  # attack's selection measure at x and at x'
     "degenerate_orig": bool, "degenerate_adv": bool,  # map sums to 0 (no ranking)
 }
+# Version 2: per-row bookkeeping, after the base columns.
+BOOKKEEPING_COLUMNS: dict[str, type] = {
+    "attacked": bool,        # the attack ran (False: misclassified, skipped: x' = x, no scores)
+    "restart_won": int,      # restart (or noise draw) of the chosen candidate; -1: x itself
+    "noise_won": bool,       # the chosen candidate is a random-sign noise draw
+    "flip_share": float,     # share of the attack's own iterates whose label changed
+}
+COLUMNS_VERSION = 2
+COUNT_KEYS = tuple(f"{side}_{key}" for side in ("orig", "adv")
+                   for key in ("topk_zeros", "diverse_zeros", "diverse_count"))
+CHANCE_KINDS = ("perm", "unrel", "norm")
 TIMING_COLUMNS: dict[str, type] = {
     "attack_s": float,    # attack wall time of the batch / images in the batch
     "metrics_s": float,   # metric wall time of the batch / images in the batch
@@ -54,6 +72,8 @@ TIMING_COLUMNS: dict[str, type] = {
 # The columns that identify a row.
 KEY_COLUMNS = ("dataset", "model", "method", "attack", "epsilon", "image")
 _METRIC_COLUMN = re.compile(r"^(?P<key>[a-z_]+)@k(?P<k>\d+)_w(?P<w>\d+)$")
+_EXTRA_COLUMN = re.compile(r"^(?P<kind>count|perm|unrel|norm):(?P<key>[a-z_]+)@k(?P<k>\d+)"
+                           r"_w(?P<w>\d+)$")
 
 
 def metric_column(key: str, k: int, w: int) -> str:
@@ -74,18 +94,50 @@ def metric_columns(ks: Sequence[int], ws: Sequence[int]) -> list[str]:
     return [metric_column(key, k, w) for k in ks for w in ws for key in metrics.METRIC_KEYS]
 
 
-def columns_for(ks: Sequence[int], ws: Sequence[int]) -> list[str]:
-    """The columns of a row of a dataset evaluated at the (k, w) grid, in file order."""
-    return list(BASE_COLUMNS) + metric_columns(ks, ws) + list(TIMING_COLUMNS)
+def extra_column(kind: str, key: str, k: int, w: int) -> str:
+    """Name of a version-2 extra column: ``f"{kind}:{key}@k{k}_w{w}"`` (kind count, perm,
+    unrel or norm)."""
+    return f"{kind}:{metric_column(key, k, w)}"
+
+
+def parse_extra_column(name: str) -> tuple[str, str, int, int] | None:
+    """``(kind, key, k, w)`` of an extra column, or None when ``name`` is not one."""
+    m = _EXTRA_COLUMN.match(name)
+    if m is None:
+        return None
+    kind, key = m.group("kind"), m.group("key")
+    if (kind == "count") != (key in COUNT_KEYS) or (kind != "count"
+                                                     and key not in metrics.METRICS):
+        return None
+    return kind, key, int(m.group("k")), int(m.group("w"))
+
+
+def extra_columns(ks: Sequence[int], ws: Sequence[int]) -> list[str]:
+    """Every version-2 extra column for the (k, w) grid: counts, then perm, unrel, norm."""
+    out = [extra_column("count", key, k, w) for k in ks for w in ws for key in COUNT_KEYS]
+    for kind in CHANCE_KINDS:
+        out += [extra_column(kind, key, k, w) for k in ks for w in ws
+                for key in metrics.METRIC_KEYS]
+    return out
+
+
+def columns_for(ks: Sequence[int], ws: Sequence[int], version: int = COLUMNS_VERSION
+                ) -> list[str]:
+    """The columns of a row of a dataset evaluated at the (k, w) grid, in file order
+    (``version`` 1: the columns of older results folders)."""
+    if version == 1:
+        return list(BASE_COLUMNS) + metric_columns(ks, ws) + list(TIMING_COLUMNS)
+    return (list(BASE_COLUMNS) + list(BOOKKEEPING_COLUMNS) + metric_columns(ks, ws)
+            + extra_columns(ks, ws) + list(TIMING_COLUMNS))
 
 
 def column_type(name: str) -> type | None:
-    """The type of column ``name`` (metric columns are floats), or None when it is not one."""
-    if name in BASE_COLUMNS:
-        return BASE_COLUMNS[name]
-    if name in TIMING_COLUMNS:
-        return TIMING_COLUMNS[name]
-    if parse_metric_column(name) is not None:
+    """The type of column ``name`` (metric and extra columns are floats), or None when it is
+    not one."""
+    for table in (BASE_COLUMNS, BOOKKEEPING_COLUMNS, TIMING_COLUMNS):
+        if name in table:
+            return table[name]
+    if parse_metric_column(name) is not None or parse_extra_column(name) is not None:
         return float
     return None
 

@@ -17,6 +17,7 @@ metric's mean; ``n`` says how many remain.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -26,7 +27,7 @@ import pandas as pd
 
 from .. import data, metrics
 from .folder import ResultsError, load_config, load_results, run_log
-from .schema import KEY_COLUMNS, metric_column, parse_metric_column
+from .schema import KEY_COLUMNS, extra_column, metric_column, parse_metric_column
 
 __all__ = [
     "BOOTSTRAP",
@@ -34,7 +35,13 @@ __all__ = [
     "FIGURE_METRICS",
     "ResultSet",
     "load_many",
+    "WORST",
     "bootstrap_mean",
+    "bootstrap_statistic",
+    "judged",
+    "has_chance",
+    "chance_normalised",
+    "chance_table",
     "Reference",
     "reference",
     "at_eps",
@@ -51,6 +58,7 @@ SUMMARY_METRICS = ("topk_intersection", "lens_recall", "lens_precision", "topk_d
                    "lens_recall_div", "lens_precision_div", "spearman", "kendall",
                    "lens_spearman", "lens_kendall", "center_shift")
 FIGURE_METRICS = ("topk_intersection", "lens_recall", "lens_recall_div")
+WORST = "worst of attacks"  # pseudo-attack: per image, the worst score over every attack run
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,7 +95,7 @@ def load_many(folders: Sequence) -> ResultSet:
                                "`python -m explorer evaluate`")
         configs.append(load_config(path))
         df = load_results(path)
-        df.insert(0, "run", path.name)
+        df = pd.concat([pd.Series(path.name, index=df.index, name="run"), df], axis=1)
         frames.append(df)
         logs.append(run_log(path))
         paths.append(path)
@@ -124,6 +132,107 @@ def bootstrap_mean(values, n_boot: int = BOOTSTRAP, seed: int = 0,
     alpha = (1 - level) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return (mean, float(lo), float(hi), n)
+
+
+def bootstrap_statistic(columns, statistic, n_boot: int = BOOTSTRAP, seed: int = 0,
+                        level: float = 0.95) -> tuple[float, float, float, int]:
+    """``(value, low, high, n)`` of a statistic of the column means of ``columns`` ``(n, m)``
+    (one row per image, NaN left out of each column's mean) and its percentile-bootstrap
+    interval: the images (rows) are resampled together, so paired columns stay paired.
+    ``statistic`` maps means ``(..., m)`` to values ``(...)`` (vectorised)."""
+    x = np.asarray(columns, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    x = x[np.isfinite(x).any(axis=1)]
+    n = x.shape[0]
+    if n == 0:
+        return (math.nan, math.nan, math.nan, 0)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of a resample
+        value = float(statistic(np.nanmean(x, axis=0)))
+        if n == 1:
+            return (value, value, value, n)
+        rng = np.random.default_rng(seed)
+        stats = np.empty(n_boot)
+        chunk = max(1, 2_000_000 // (n * x.shape[1]))
+        for s in range(0, n_boot, chunk):
+            e = min(n_boot, s + chunk)
+            stats[s:e] = statistic(np.nanmean(x[rng.integers(0, n, size=(e - s, n))], axis=1))
+    stats = stats[np.isfinite(stats)]
+    if stats.size == 0:
+        return (value, math.nan, math.nan, n)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
+    return (value, float(lo), float(hi), n)
+
+
+def judged(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows a score is computed on: the attacked ones (older folders attacked every image;
+    misclassified images skipped by the run have ``attacked = False`` and no scores)."""
+    if "attacked" in df:
+        return df[df["attacked"].astype(bool)]
+    return df
+
+
+def has_chance(df: pd.DataFrame, kind: str = "unrel") -> bool:
+    """Whether the rows hold chance columns of ``kind`` (``unrel`` or ``perm``) with values."""
+    cols = [c for c in df.columns if c.startswith(kind + ":")]
+    return bool(cols) and bool(df[cols].notna().any().any())
+
+
+def chance_normalised(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """``(rows, normalised)``: a copy of ``df`` whose metric columns hold chance-normalised
+    scores ``(s − c)/(perfect − c)`` (:func:`explorer.chance.normalise`), ``c`` the mean
+    unrelated-image score (``unrel:`` columns) of the same dataset, model, method, k and w over
+    the images; ``normalised`` False (and ``df`` unchanged) when the rows hold no such
+    columns (older results folders)."""
+    if not has_chance(df, "unrel"):
+        return df, False
+    out = df.copy()
+    groups = out.groupby(["dataset", "model", "method"], sort=False).groups
+    for c in out.columns:
+        p = parse_metric_column(c)
+        u = extra_column("unrel", *p) if p is not None else None
+        if p is None or u not in out:
+            continue
+        info = metrics.METRICS[p[0]]
+        perfect = 1.0 if info.higher_is_better else 0.0
+        vals = out[c].to_numpy(float).copy()
+        for _, idx in groups.items():
+            pos = out.index.get_indexer(idx)
+            sub = out.iloc[pos]
+            per_image = sub.drop_duplicates("image")[u].to_numpy(float)
+            level = float(np.nanmean(per_image)) if np.isfinite(per_image).any() else math.nan
+            gap = perfect - level
+            vals[pos] = ((vals[pos] - level) / gap if np.isfinite(gap) and gap != 0
+                         else math.nan)
+        out[c] = vals
+    return out, True
+
+
+def chance_table(df: pd.DataFrame, dataset: str, ref: "Reference",
+                 metric_keys: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
+    """Per (model, method) of ``dataset`` at the reference (k, w): for each metric the mean
+    permutation chance level and the mean and standard deviation of the unrelated-image score
+    (each image once). Empty when the rows hold no chance columns."""
+    sub = judged(at_eps(df[df["dataset"] == dataset], ref.epsilon))
+    out = []
+    for (model, method), g in sub.groupby(["model", "method"], sort=False):
+        g = g.drop_duplicates("image")
+        row = {"model": model, "method": method, "n": len(g)}
+        for key in metric_keys:
+            perm = extra_column("perm", key, ref.k, ref.w)
+            unrel = extra_column("unrel", key, ref.k, ref.w)
+            if perm in g:
+                row[key + "_perm"] = float(np.nanmean(g[perm])) if g[perm].notna().any() \
+                    else math.nan
+            if unrel in g:
+                v = g[unrel].to_numpy(float)
+                v = v[np.isfinite(v)]
+                row[key + "_unrel"] = float(v.mean()) if v.size else math.nan
+                row[key + "_unrel_sd"] = float(v.std(ddof=1)) if v.size > 1 else math.nan
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def _grid(df: pd.DataFrame, dataset: str) -> tuple[list[int], list[int]]:
@@ -175,19 +284,42 @@ def at_eps(df: pd.DataFrame, eps: float) -> pd.DataFrame:
 def summary_table(df: pd.DataFrame, dataset: str,
                   metric_keys: Sequence[str] = SUMMARY_METRICS, ref: Reference | None = None,
                   eps: float | None = None, k: int | None = None,
-                  w: int | None = None) -> pd.DataFrame:
+                  w: int | None = None, found_only: bool = False,
+                  worst: bool = False) -> pd.DataFrame:
     """One row per (model, method, attack) of ``dataset`` at (ε, k, w) (default: the reference):
-    n, accuracy, label-kept and found shares, and mean / low / high of each metric."""
+    n, accuracy, label-kept and found shares, and mean / low / high of each metric, over the
+    attacked rows (:func:`judged`; ``found_only``: only those where a label-preserving x' better
+    than x was found). ``worst`` adds a row :data:`WORST` per (model, method): per image the
+    worst score over every attack (lowest similarity, largest centre shift)."""
     ref = ref or reference(df, dataset)
     eps = ref.epsilon if eps is None else eps
     k = ref.k if k is None else k
     w = ref.w if w is None else w
     sub = at_eps(df[df["dataset"] == dataset], eps)
+    accuracy = {key: float(g["correct"].mean())
+                for key, g in sub.groupby(["model", "method", "attack"], sort=False)}
+    sub = judged(sub)
+    if found_only:
+        sub = sub[sub["found"].astype(bool)]
+    if worst and len(sub):
+        parts = [sub]
+        for (model, method), g in sub.groupby(["model", "method"], sort=False):
+            if g["attack"].nunique() < 2:
+                continue
+            agg = {c: ("max" if parse_metric_column(c)[0] == "center_shift" else "min")
+                   for c in g.columns if parse_metric_column(c) is not None}
+            agg.update({"found": "max", "correct": "max", "label_kept": "min", "linf": "max"})
+            wg = g.groupby("image", sort=False).agg(agg).reset_index()
+            wg["dataset"], wg["model"], wg["method"], wg["attack"] = dataset, model, method, WORST
+            accuracy[(model, method, WORST)] = float(wg["correct"].mean())
+            parts.append(wg)
+        sub = pd.concat(parts, ignore_index=True)
     out = []
     for (model, method, att), g in sub.groupby(["model", "method", "attack"], sort=False):
         row = {"dataset": dataset, "model": model, "method": method, "attack": att,
                "epsilon": eps, "k": k, "w": w, "n": len(g),
-               "accuracy": float(g["correct"].mean()), "label_kept": float(g["label_kept"].mean()),
+               "accuracy": accuracy.get((model, method, att), float(g["correct"].mean())),
+               "label_kept": float(g["label_kept"].mean()),
                "found": float(g["found"].mean()), "linf": float(g["linf"].mean())}
         for key in metric_keys:
             col = metric_column(key, k, w)

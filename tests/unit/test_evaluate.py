@@ -24,8 +24,9 @@ from explorer.evaluation.folder import ConfigMismatch, ResultsError, load_result
 from explorer.evaluation.plan import (EvalConfig, Plan, parse_method_params, parse_number,
                                       resolve_config)
 from explorer.evaluation.runner import run
-from explorer.evaluation.schema import (BASE_COLUMNS, KEY_COLUMNS, TIMING_COLUMNS, metric_column,
-                                        metric_columns, parse_metric_column)
+from explorer.evaluation.schema import (BASE_COLUMNS, BOOKKEEPING_COLUMNS, KEY_COLUMNS,
+                                        TIMING_COLUMNS, extra_column, extra_columns,
+                                        metric_column, metric_columns, parse_metric_column)
 from explorer.evaluation.units import plan_units, unit_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -39,7 +40,7 @@ TIMING = list(TIMING_COLUMNS)
 def small_config(**kw) -> EvalConfig:
     base = dict(datasets=("toy",), models=("natural",), methods=("saliency",),
                 attacks=("random_sign", "topk"), eps=("paper",), k=(5, 10), w=(0, 1, 2),
-                n_images=5, batch_size=2)
+                n_images=5, batch_size=2, all_images=True)  # toy labels are random
     base.update(kw)
     return EvalConfig(**base)
 
@@ -68,7 +69,8 @@ def test_rows_complete_and_equal_to_compare(tmp_path):
     assert not df.duplicated(list(KEY_COLUMNS)).any()
     assert list(df["attack"]) == ["random_sign"] * 5 + ["topk"] * 5
     assert list(df["image"]) == [0, 1, 2, 3, 4] * 2
-    expected_cols = (list(BASE_COLUMNS) + metric_columns([5, 10], [0, 1, 2])
+    expected_cols = (list(BASE_COLUMNS) + list(BOOKKEEPING_COLUMNS)
+                     + metric_columns([5, 10], [0, 1, 2]) + extra_columns([5, 10], [0, 1, 2])
                      + list(TIMING_COLUMNS))
     assert list(df.columns) == expected_cols
     assert df["epsilon"].eq(0.2).all()  # the toy dataset's "paper" ε
@@ -435,3 +437,102 @@ def test_parse_helpers():
     with pytest.raises(ValueError, match="unknown method 'ig'"):
         parse_method_params(["ig.steps=20"])
     assert math.isfinite(parse_number(1))
+
+
+# --------------------------------------------------------------------------------------------
+# Bookkeeping, chance levels, restarts, misclassified images (results format version 2)
+# --------------------------------------------------------------------------------------------
+
+def test_bookkeeping_and_chance_columns_equal_the_library():
+    from explorer import chance
+
+    cfg = small_config(n_images=4, batch_size=4, restarts=2, beta=(1.0, 10.0), k=(5,),
+                       w=(0, 1))
+    df = run(cfg, None, backend=BACKEND, device="cpu", progress=False)
+    df = df[df["attack"] == "topk"].reset_index(drop=True)
+    x, _ = toy_images()
+    seed = unit_seed(0, "toy", "test", 0)
+    res = attack(ToyNet(1).eval(), x[:4], method="saliency", attack="topk", epsilon=0.2,
+                 step_size=0.05, steps=3, attack_k=6, w=1, seed=seed, restarts=2,
+                 beta=(1.0, 10.0))
+    assert df["found"].tolist() == res.found.tolist()
+    assert df["attacked"].all()
+    want_restart = torch.where(res.found, res.best_restart, -1)
+    assert df["restart_won"].tolist() == want_restart.tolist()
+    assert df["noise_won"].tolist() == (res.noise_won & res.found).tolist()
+    np.testing.assert_allclose(df["flip_share"], res.flip_share.double().numpy())
+    assert df["steps_run"].eq(6).all()  # 2 restarts of 3 steps
+    d = chance.derangement(4, seed)
+    for w in (0, 1):
+        counts = metrics.pair_set_counts(res.map_orig, res.map_adv, 5, w)
+        for key, v in counts.items():
+            assert df[extra_column("count", key, 5, w)].tolist() == v.double().tolist()
+        perm = chance.permutation_chance(res.map_orig, res.map_adv, 5, w, seed=seed)
+        _, unrel = chance.unrelated_scores(res.map_orig, 5, w, pairs=d)
+        exact = {"topk_intersection", "lens_recall", "lens_precision", "spearman", "kendall"}
+        for key in metrics.METRIC_KEYS:
+            got = df[extra_column("perm", key, 5, w)].to_numpy()
+            if key in exact or (w == 0 and key != "center_shift"):
+                np.testing.assert_allclose(got, perm[key].numpy(), atol=1e-12, equal_nan=True)
+                score = df[metric_column(key, 5, w)].to_numpy().copy()
+                norm = chance.normalise(score, perm[key].numpy(),
+                                        metrics.METRICS[key].higher_is_better)
+                np.testing.assert_allclose(df[extra_column("norm", key, 5, w)], norm,
+                                           atol=1e-12, equal_nan=True)
+            else:  # Monte-Carlo keys are recorded only with chance_mc
+                assert np.isnan(got).all()
+            np.testing.assert_allclose(df[extra_column("unrel", key, 5, w)],
+                                       unrel[key].numpy(), atol=1e-12, equal_nan=True)
+
+
+def test_only_correctly_classified_images_are_attacked_by_default():
+    x, y = toy_images()
+    model = ToyNet(1).eval()
+    with torch.no_grad():
+        correct = (model(x[:6]).argmax(1) == y[:6]).tolist()
+    assert 0 < sum(correct) < 6  # the toy labels are random: some of each
+    df = run(small_config(n_images=6, batch_size=6, all_images=False, attacks=("topk",)),
+             None, backend=BACKEND, device="cpu", progress=False)
+    assert df["correct"].tolist() == correct
+    assert df["attacked"].tolist() == correct
+    skipped = df[~df["attacked"]]
+    assert not skipped["found"].any() and (skipped["linf"] == 0).all()
+    assert (skipped["restart_won"] == -1).all()
+    assert skipped[metric_column("topk_intersection", 5, 1)].isna().all()
+    assert skipped[extra_column("unrel", "topk_intersection", 5, 1)].isna().all()
+    attacked = df[df["attacked"]]
+    assert attacked[metric_column("topk_intersection", 5, 1)].notna().all()
+    # The attacked images are those of a direct attack on the correctly classified subset.
+    keep = torch.tensor(correct)
+    res = attack(model, x[:6][keep], method="saliency", attack="topk", epsilon=0.2,
+                 step_size=0.05, steps=3, attack_k=6, w=1, seed=unit_seed(0, "toy", "test", 0))
+    want = metrics.compare(res.map_orig, res.map_adv, 5, 1)["topk_intersection"]
+    np.testing.assert_allclose(attacked[metric_column("topk_intersection", 5, 1)],
+                               want.numpy(), atol=1e-12)
+
+
+def test_version_1_plans_keep_their_columns_and_cli_flags(tmp_path):
+    from explorer.__main__ import build_parser
+    from explorer.evaluation.cli import config_from_args
+
+    args = build_parser().parse_args(["evaluate", "--datasets", "toy", "--out", "o", "--beta",
+                                      "1", "10", "--measure", "kendall", "--chance-mc"])
+    cfg = config_from_args(args)
+    assert (cfg.beta, cfg.restarts, cfg.all_images, cfg.chance_mc, cfg.measure) == (
+        (1.0, 10.0), 3, False, True, "kendall")
+    args = build_parser().parse_args(["evaluate", "--datasets", "toy", "--out", "o",
+                                      "--restarts", "1", "--all-images"])
+    cfg = config_from_args(args)
+    assert (cfg.beta, cfg.restarts, cfg.all_images, cfg.chance_mc) == (10.0, 1, True, False)
+
+    stored = json.loads((RESULTS / "repro-sg" / "config.json").read_text(encoding="utf-8"))
+    old = Plan.from_json(stored["resolved"])
+    assert (old.columns_version, old.restarts, old.all_images) == (1, 1, True)
+    assert "attacked" not in old.columns("mnist")
+    new = resolve_config(small_config(restarts=3, beta=(1, 10, 30), measure="kendall"), BACKEND)
+    assert new.columns_version == 2 and new.betas == (1.0, 10.0, 30.0)
+    assert Plan.from_json(json.loads(json.dumps(new.to_json()))) == new
+    with pytest.raises(ValueError, match="restarts must be an integer >= 1"):
+        resolve_config(small_config(restarts=0), BACKEND)
+    with pytest.raises(ValueError, match="beta values must be finite numbers > 0"):
+        resolve_config(small_config(beta=(1.0, -2.0)), BACKEND)

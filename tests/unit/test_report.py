@@ -137,7 +137,8 @@ def toy_results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("res") / "toy"
     cfg = EvalConfig(datasets=("toy",), models=("natural", "pgd"), methods=("saliency",),
                         attacks=("random_sign", "topk", "mass_center"), eps=(0.1, 0.2),
-                        k=("paper",), w=(0, 1, 2), n_images=6, batch_size=3)
+                        k=("paper",), w=(0, 1, 2), n_images=6, batch_size=3,
+                     all_images=True)  # toy labels are random
     df = run(cfg, folder, backend=ToyBackend(), device="cpu", progress=False)
     return folder, df
 
@@ -198,3 +199,143 @@ def test_curve_along_eps_uses_common_images(toy_results):
     assert set(curve["n_images"]) == {5}
     with pytest.raises(ValueError, match="along must be"):
         summary.curve_table(df, "toy", "k")
+
+
+# --------------------------------------------------------------------------------------------
+# Verdict rules with intervals, on chance-normalised synthetic rows
+# --------------------------------------------------------------------------------------------
+
+def test_verdict_rule_and_bootstrap_statistic():
+    assert claims.verdict_of(0.11, 0.3, 0.10) == "supported"
+    assert claims.verdict_of(0.0, 0.10, 0.10) == "not supported"
+    assert claims.verdict_of(0.05, 0.2, 0.10) == "inconclusive"
+    assert claims.verdict_of(float("nan"), 1.0, 0.0) == "inconclusive"
+    assert claims.overall_verdict(["supported", "supported"]) == "supported"
+    assert claims.overall_verdict(["supported", "inconclusive"]) == "mixed"
+    assert claims.overall_verdict([]) == "not tested"
+    # Constant columns: the statistic and its interval are exact.
+    x = np.tile([0.25, 0.5], (30, 1))
+    assert summary.bootstrap_statistic(x, lambda m: m[..., 0] / m[..., 1]) == (0.5, 0.5, 0.5, 30)
+    # A ratio of means against scipy's percentile bootstrap (paired resampling of images).
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1.0, 0.3, 60), rng.normal(2.0, 0.3, 60)
+    val, lo, hi, n = summary.bootstrap_statistic(np.c_[a, b], lambda m: m[..., 0] / m[..., 1])
+    ref = stats.bootstrap((a, b), lambda u, v, axis=-1: u.mean(axis) / v.mean(axis),
+                          paired=True, vectorized=True, method="percentile", n_resamples=4000,
+                          random_state=2).confidence_interval
+    assert n == 60 and val == pytest.approx(a.mean() / b.mean())
+    assert lo == pytest.approx(ref.low, abs=0.01) and hi == pytest.approx(ref.high, abs=0.01)
+
+
+def chance_rows(n: int = 40) -> pd.DataFrame:
+    """MNIST rows at (ε 0.3, k 100, w 1) with the unrelated-image level c = 0.2 for every metric,
+    so a raw score s normalises to (s − 0.2)/0.8. Raw scores: top-k family 0.40 (random) / 0.30
+    (attacks); w-LENS 0.9 / 0.5 (LENS − top-k: 0.5 normalised); every diverse score 0.08 below
+    its plain one (−0.1 normalised); PGD = natural ± 0.08 alternating by image (mean 0)."""
+    rows = []
+    for model in ("natural", "pgd"):
+        for att in ("random_sign", "topk", "mass_center"):
+            top, lens = (0.40, 0.90) if att == "random_sign" else (0.30, 0.50)
+            for i in range(n):
+                bonus = 0.0 if model == "natural" else (0.08 if i % 2 == 0 else -0.08)
+                vals = {"topk_intersection": top, "spearman": top, "kendall": top,
+                        "lens_recall": lens, "lens_precision": lens, "lens_spearman": top,
+                        "lens_kendall": top, "center_shift": 1.0}
+                vals["topk_div_intersection"] = top - 0.08
+                vals["lens_recall_div"] = vals["lens_precision_div"] = lens - 0.08
+                row = {"dataset": "mnist", "model": model, "method": "saliency",
+                       "attack": att, "epsilon": 0.3, "image": i, "correct": True,
+                       "label_kept": True, "found": True, "linf": 0.3, "attacked": True}
+                for key in metrics.METRIC_KEYS:
+                    row[metric_column(key, 100, 1)] = vals[key] + bonus
+                    row[f"unrel:{metric_column(key, 100, 1)}"] = 0.2 if key != "center_shift" \
+                        else 2.0
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_report_from_synthetic_rows_has_the_rules_verdicts_and_intervals(tmp_path):
+    df = chance_rows()
+    cs = by_number(claims.claims(df))
+    assert all(c.basis == claims.NORMALISED_BASIS for c in cs.values())
+    # Claim 1: A = random's drop / attack's drop = (1 − 0.25)/(1 − 0.125) = 6/7 on the top-k
+    # family; LENS shares 0.125/0.625 = 0.2 and (1 − 0.775)/(1 − 0.275) = 0.225/0.725.
+    t1 = cs[1].table
+    nat = t1[(t1["model"] == "natural") & (t1["attack"] == "topk")].iloc[0]
+    a = 6 / 7
+    b = a - (0.2 + 0.225 / 0.725) / 2
+    assert nat["A = share top-k family [95 %]"] == f"{a:.3f} [{a:.3f}, {a:.3f}]"
+    assert nat["B = A − share LENS family [95 %]"] == f"{b:.3f} [{b:.3f}, {b:.3f}]"
+    assert cs[1].verdict == "supported" and set(cs[1].verdicts) == {"supported"}
+    # Claim 2: LENS − top-k = (0.9 − 0.4)/0.8 = 0.625 (random), (0.5 − 0.3)/0.8 = 0.25 (attacks).
+    t2 = cs[2].table
+    r = t2[(t2["model"] == "natural") & (t2["attack"] == "random_sign")].iloc[0]
+    assert r["w-LENS-recall@k − top-k intersection"] == "0.625 [0.625, 0.625]"
+    r = t2[(t2["model"] == "natural") & (t2["attack"] == "topk")].iloc[0]
+    assert r["w-LENS-prec@k − top-k intersection"] == "0.250 [0.250, 0.250]"
+    assert cs[2].verdict == "supported"
+    # Claim 3: diverse − plain = −0.08/0.8 = −0.1 everywhere: not supported.
+    t3 = cs[3].table
+    for col in ("top-k-div intersection − top-k intersection",
+                "w-LENS-recall@k-div − w-LENS-recall@k"):
+        assert set(t3[col]) == {"-0.100 [-0.100, -0.100]"}  # the PGD bonus cancels per image
+    assert cs[3].verdict == "not supported"
+    # Claim 4: PGD − natural is ±0.1 by image, mean 0: the interval contains 0.
+    assert cs[4].verdict == "inconclusive" and set(cs[4].verdicts) == {"inconclusive"}
+    # The report's summary table is the rules' output, claim by claim.
+    rs = summary.ResultSet(df, [], [], [])
+    text = report.render_report(rs, tmp_path / "out").read_text()
+    table = text.split("## Summary of the verdicts")[1].split("## Deviations")[0]
+    got = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells and cells[0].isdigit():
+            got[int(cells[0])] = (cells[2], int(cells[3]))
+    assert got == {n: (c.verdict, len(c.verdicts)) for n, c in cs.items()}
+    assert got == {1: ("supported", 4), 2: ("supported", 12), 3: ("not supported", 18),
+                   4: ("inconclusive", 8)}
+    for n, c in cs.items():
+        assert f"**Verdict: {c.verdict}.**" in text
+    assert "0.625 [0.625, 0.625]" in text
+    assert "worst of attacks" in text and "Deviations from the authors" in text
+    # Bookkeeping columns other than `attacked` are absent: shown as n/a, not a crash.
+    assert "| natural | saliency | topk | 40 | 40 | 1.000 | n/a | n/a |" in text
+
+
+def test_old_results_folder_report_says_not_recorded(tmp_path):
+    from explorer.evaluation.folder import load_config
+
+    folder = Path(__file__).resolve().parents[2] / "docs" / "results" / "repro-ig-mnist-pgd"
+    rows = load_results(folder)
+    assert "attacked" not in rows and not any(c.startswith("unrel:") for c in rows.columns)
+    rows = rows[rows["image"] < 30].copy()
+    rows.insert(0, "run", folder.name)
+    rs = summary.ResultSet(rows, [folder], [load_config(folder)], [[]])
+    text = report.render_report(rs, tmp_path / "old").read_text()
+    assert "Chance levels: not recorded in this run." in text
+    assert "Chance-normalised scores: not recorded in this run." in text
+    assert "label-flip shares and zero-valued pixels in S_k and D_k: not recorded" in text
+    assert "raw scores (chance levels not recorded in this run)" in text
+    assert "every run (older runs attacked every image)" in text
+
+
+def test_tables_twice_when_some_x_prime_was_not_found(tmp_path):
+    df = chance_rows(n=10)
+    col = metric_column("topk_intersection", 100, 1)
+    miss = (df["model"] == "natural") & (df["attack"] == "topk") & (df["image"] < 4)
+    df.loc[miss, "found"] = False
+    df.loc[miss, col] = 1.0  # the fallback x' = x scores a perfect 1.0
+    full = summary.summary_table(df, "mnist", worst=True)
+    kept = summary.summary_table(df, "mnist", found_only=True, worst=True)
+    r_all = full[(full["model"] == "natural") & (full["attack"] == "topk")].iloc[0]
+    r_found = kept[(kept["model"] == "natural") & (kept["attack"] == "topk")].iloc[0]
+    assert (r_all["n"], r_all["found"]) == (10, 0.6)
+    assert r_all["topk_intersection"] == pytest.approx((4 * 1.0 + 6 * 0.3) / 10)
+    assert (r_found["n"], r_found["topk_intersection"]) == (6, pytest.approx(0.3))
+    # Worst of attacks: per image the lowest score over the three attacks.
+    worst = full[(full["model"] == "natural") & (full["attack"] == summary.WORST)].iloc[0]
+    assert worst["topk_intersection"] == pytest.approx(0.3)  # mass_center keeps 0.3 there
+    text = report.render_report(summary.ResultSet(df, [], [], []), tmp_path / "o").read_text()
+    assert "Rows with x' found only:" in text and "no x' found counts as 1.0" in text
