@@ -1,4 +1,4 @@
-"""Browser benchmark (issue 4): slider move -> new numbers on screen, and first page load.
+"""Browser benchmark: slider move -> new numbers on screen, and first page load.
 
     python benchmarks/bench_browser.py [--moves 10] [--imagenet]
 

@@ -1,8 +1,13 @@
-"""Attribution-robustness explorer: metrics, attributions, attacks and a Streamlit app.
+"""Attribution-robustness explorer: metrics, chance levels, attributions, attacks, batch
+evaluation, studies, lessons and a Streamlit app.
 
-See ../shared/SPEC.md for what is computed and README.md for how to run it.
+What is computed: docs/spec.md (definitions) and docs/metrics.md (every metric's formula); how
+to run it: README.md. The public modules are listed in ``__all__``::
+
+    from explorer import attacks, attributions, chance, data, metrics, models
 """
 
+import importlib as _importlib
 import os as _os
 
 # OpenMP threads that sleep instead of spinning at barriers. The app runs torch from several
@@ -13,3 +18,17 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "attack_selection", "attacks", "attributions", "chance", "cost", "data", "data_import",
+    "evaluation", "lessons", "metrics", "models", "params", "study", "surrogate", "train",
+    "uploads", "viz", "viz_sweeps",
+]
+
+
+def __getattr__(name: str):
+    # Submodules load on first use: every `python -m explorer` command and the app import this
+    # package first, and the submodules pull in torch, plotly or SQLAlchemy.
+    if name in __all__:
+        return _importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

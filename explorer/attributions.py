@@ -1,4 +1,4 @@
-"""Attribution methods and maps (SPEC §3).
+"""Attribution methods and maps (definitions: docs/spec.md, "Attribution methods").
 
 ``model`` maps a batch ``x`` of shape ``(N, C, H, W)`` in ``[0, 1]`` to logits ``(N, classes)``
 (normalisation lives inside the model). Attributions are ``(N, C, H, W)``; maps are ``(N, H, W)``.

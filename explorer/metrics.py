@@ -1,4 +1,4 @@
-"""Robustness metrics between two attribution maps (SPEC §1-§2).
+"""Robustness metrics between two attribution maps (definitions: docs/spec.md, docs/metrics.md).
 
 Pure torch (scipy only for Kendall's τ-b on the CPU). Imports nothing else of the project.
 
@@ -550,7 +550,7 @@ def rank_metrics(a, b, w: int, lens_only: bool = False) -> dict[str, torch.Tenso
 
 
 def compare(a, b, k: int, w: int) -> dict[str, torch.Tensor]:
-    """Every SPEC §2 metric between original maps ``a`` and perturbed maps ``b``.
+    """Every metric of :data:`METRICS` between original maps ``a`` and perturbed maps ``b``.
 
     ``a``, ``b``: ``(H, W)`` or ``(N, H, W)``, non-negative and finite. Returns a dict with exactly
     :data:`METRIC_KEYS`; each value is a float64 tensor ``(N,)`` (0-d for single maps) on ``a``'s

@@ -20,7 +20,7 @@ from explorer.__main__ import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = [("mnist", "natural"), ("mnist", "pgd"), ("fashion_mnist", "natural"), ("fashion_mnist", "pgd")]
-# Floors of issue 3: (clean accuracy, robust accuracy under PGD-40 at the dataset's epsilon).
+# Accuracy floors of the shipped models: (clean accuracy, robust accuracy under PGD-40 at the dataset's epsilon).
 FLOORS = {
     ("mnist", "natural"): (0.99, None),
     ("mnist", "pgd"): (0.98, 0.85),
