@@ -79,16 +79,22 @@ def render() -> None:
     autorun = st.session_state.pop(keys.autorun(), False)
     res = None
     partial = None
-    if clicked or autorun or flow.attack_was_run(cfg, device, inp):
+    decision = flow.attack_decision(cfg, device)
+    cached = flow.attack_was_run(cfg, device, inp)
+    if decision.action == "refuse" and not cached:
+        st.error(decision.message, icon=":material/block:")
+    elif autorun and not clicked and not cached and decision.action == "confirm":
+        st.info(f"This link asks to run the attack on open. {decision.message} Press **Run "
+                "attack** to start it.", icon=":material/schedule:")
+    elif clicked or autorun or cached:
         res = flow.run_attack(cfg, device, inp)
-    else:
+    if res is None:
         res = partial = flow.partial_attack(cfg, device, inp)
-    h, w = info.size
     steps = cfg.attack_params.get("steps", 0) or 0
-    if res is None and device == "cpu" and h * w >= 128 * 128 and steps > 20:
-        st.caption(f":material/schedule: {steps} attack steps on a {h}×{w} image take a while on "
-                   "a CPU (seconds per step); lower the steps for a quick look. While it runs, "
-                   "any click stops the attack and keeps the best iterate so far.")
+    h, w = info.size
+    if res is None and decision.action != "refuse":
+        st.caption(f":material/schedule: Estimated: {decision.estimate.summary}. While it runs, "
+                   "any change of a setting stops the attack and keeps the best iterate so far.")
     controls.sync_query_params(cfg, ran=res is not None)
 
     _banner(cfg.dataset, orig, res, inp)

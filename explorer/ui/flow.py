@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from explorer import attacks, data, metrics, models, uploads
+from explorer import attacks, cost, data, metrics, models, uploads
 
 from . import background, keys, stages
 from .common import show_problem
@@ -115,9 +115,24 @@ def attack_call_key(cfg: Config, device: str, inp: Input, model: str | None = No
             cfg.attack, cfg.attack_items(), cfg.seed, cfg.region)
 
 
+def attack_decision(cfg: Config, device: str) -> cost.Decision:
+    """Run at once, ask for a click (with the estimated time) or refuse (saying why and what is
+    allowed): the attack's estimated time and memory against ``cost.Budgets``."""
+    info = attacks.ATTACKS[cfg.attack]
+    p = cfg.attack_params
+    per_run = int(p.get("steps", 1) or 1) if info.iterative else 1
+    steps = per_run * int(p.get("restarts", 1) or 1)
+    est = cost.estimate_attack(cfg.dataset, cfg.method, dict(cfg.method_params), steps=steps,
+                               device=device, uses_gradient=info.uses_gradient)
+    return cost.decide(est, cost.Budgets(job_bytes=cost.DEFAULT_JOB_BUDGET_BYTES[
+        "cuda" if str(device).startswith("cuda") else "cpu"]))
+
+
 def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None,
                label: str = "") -> AttackOutcome | None:
-    """Run (or fetch from the cache) the configured attack, with a progress bar."""
+    """Run (or fetch from the cache) the configured attack, with a progress bar. The attack
+    holds its estimated memory in the server-wide budget while it runs: when other users'
+    jobs hold it, this one waits its turn (its place in the queue is shown)."""
     key = attack_call_key(cfg, device, inp, model)
     measure = cfg.attack_params.get("measure", "topk_intersection")
     measure_name = metrics.METRICS[measure].name if measure in metrics.METRICS else measure
@@ -126,7 +141,11 @@ def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None
     board, board_key = background.attack_board(), (background.session_id(), key)
     board.start(board_key)
     partial = None
+    reservation = cost.server_budget().request(attack_decision(cfg, device).estimate.peak_bytes)
     try:
+        while not reservation.wait(timeout=1.0):
+            bar.progress(0.0, text=f"{label}waiting for memory: place {reservation.position} in "
+                                   "the queue of jobs on this server…")
         res = stages.attack(key[0], key[1], inp.x, key[2], key[3], key[4], key[5], key[6],
                             key[7], _progress=background.Progress(bar, measure_name))
     except background.AttackInterrupted as stop:
@@ -139,6 +158,7 @@ def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None
         show_problem(exc, f"{label}The attack refused these settings")
         return None
     finally:
+        reservation.release()
         board.finish(board_key, partial)
     slot.empty()
     st.session_state.setdefault(keys.attacks_done(), set()).add(key)
