@@ -40,7 +40,7 @@ class Samples:
     x: np.ndarray | None  # (N, C, H, W) in [0, 1]
     labels: np.ndarray  # (N,) int64
     names: tuple[str, ...]
-    indices: tuple[int, ...]
+    indices: tuple[int | None, ...]  # test-set index, None for photos not from a test set
     thumbs: tuple[np.ndarray, ...]  # (H, W, 3) RGB for the gallery
     error: str | None = None
 
@@ -90,7 +90,7 @@ def samples(dataset: str) -> Samples:
         return Samples(None, np.zeros(0, dtype=np.int64), (), (), (), str(exc))
     x = s.x.detach().cpu().numpy().astype(np.float32)
     return Samples(x=x, labels=s.labels.detach().cpu().numpy().astype(np.int64),
-                   names=tuple(s.names), indices=tuple(int(i) for i in s.indices),
+                   names=tuple(s.names), indices=tuple(None if i is None else int(i) for i in s.indices),
                    thumbs=tuple(viz.to_rgb(xi) for xi in x))
 
 

@@ -64,3 +64,15 @@ def test_a_label_changing_random_draw_is_said_in_place_with_a_retry_button():
     assert all("random sign" not in t.value for t in at.markdown if "xm-table" in t.value)
     at.button(key="exp.noise_next").click().run()
     assert at.number_input(key="cfg.seed").value == 3
+
+
+def test_the_imagenet_view_opens_with_its_table_and_chance_levels():
+    at = new_app(ds="imagenet", model="efficientnet_lite0")
+    at.run()
+    assert not at.exception
+    no_errors(at)
+    html = metric_table_html(at)
+    cells = dict((key, perm) for key, _, perm in _CHANCE.findall(html))
+    # exact keys only on 224×224 maps: the Monte-Carlo ones say they are not computed
+    assert "shuffled" in cells["topk_intersection"] and "not computed" not in cells["topk_intersection"]
+    assert "not computed on large maps" in cells["lens_recall_div"]
