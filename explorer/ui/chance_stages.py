@@ -24,8 +24,8 @@ from explorer import attributions, chance, metrics
 
 from .stages import model, samples
 
-__all__ = ["UNRELATED_SAMPLES", "SMALL_MAP_PIXELS", "ChanceCell", "unrelated", "permutation",
-           "table_chance"]
+__all__ = ["UNRELATED_SAMPLES", "SMALL_MAP_PIXELS", "ChanceCell", "unrelated", "unrelated_count",
+           "permutation", "table_chance"]
 
 UNRELATED_SAMPLES = 10
 SMALL_MAP_PIXELS = 64 * 64  # above this, only the exact permutation keys are computed
@@ -55,6 +55,12 @@ def _sample_maps(model_key: tuple[str, str, str], method: str, method_items: tup
     x = torch.from_numpy(np.ascontiguousarray(s.x[idx])).to(model_key[2])
     maps = attributions.attribution_map(net, x, method=method, params=dict(method_items))
     return maps.detach().cpu().numpy().astype(np.float32)
+
+
+def unrelated_count(dataset: str) -> int:
+    """How many bundled images the unrelated-image level uses for ``dataset``."""
+    s = samples(dataset)
+    return 0 if s.x is None else min(len(s.x), UNRELATED_SAMPLES)
 
 
 def _summaries(maps: np.ndarray, k: int, w: int, keys) -> dict[str, tuple[float, float]]:

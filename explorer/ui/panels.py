@@ -109,11 +109,12 @@ def _value_cell(key: str, pair_index: int, value: float, bold: bool,
 
 
 def _chance_cell(key: str, cell: chance_stages.ChanceCell) -> str:
-    perm = ("shuffled: not computed on large maps" if math.isnan(cell.permutation)
-            else f"shuffled {fmt(cell.permutation)}")
+    perm = "shuffled –" if math.isnan(cell.permutation) else f"shuffled {fmt(cell.permutation)}"
     tip = ("mean ± standard deviation of this metric between the maps of unrelated bundled "
            "images (same model and method); below: its expected value when the perturbed "
-           "map's values are shuffled over the pixels")
+           "map's values are shuffled over the pixels"
+           + (" (a Monte-Carlo estimate, not computed on large maps in the app: it would take "
+              "seconds per move)" if math.isnan(cell.permutation) else ""))
     return (f'<td class="xm-chance" data-chance="{key}" title="{tip}">'
             f"{fmt(cell.unrelated)} ± {fmt(cell.unrelated_std, 2)}"
             f'<br><span class="xm-formula">{perm}</span></td>')
@@ -295,7 +296,8 @@ def analysis(panel: PanelInput) -> None:
     st.markdown(metric_table_html(values, labels, k=k, w=w, chance_cells=cells),
                 unsafe_allow_html=True)
     if cells is not None:
-        st.caption(f"Chance: the same metric between the maps of {chance_stages.UNRELATED_SAMPLES} "
+        n_maps = chance_stages.unrelated_count(panel.chance_source[0][0])
+        st.caption(f"Chance: the same metric between the maps of {n_maps} "
                    "unrelated bundled images (mean ± standard deviation), and for the "
                    f"{panel.pairs[0].label} map with its values shuffled over the pixels. 'norm' "
                    "is (score − chance) / (1 − chance) against the unrelated images: 0 is chance "

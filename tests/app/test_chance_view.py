@@ -75,4 +75,5 @@ def test_the_imagenet_view_opens_with_its_table_and_chance_levels():
     cells = dict((key, perm) for key, _, perm in _CHANCE.findall(html))
     # exact keys only on 224×224 maps: the Monte-Carlo ones say they are not computed
     assert "shuffled" in cells["topk_intersection"] and "not computed" not in cells["topk_intersection"]
-    assert "not computed on large maps" in cells["lens_recall_div"]
+    assert cells["lens_recall_div"] == "shuffled –"
+    assert "6 unrelated bundled images" in " ".join(c.value for c in at.caption)
