@@ -15,7 +15,7 @@ from explorer.ui import (compare_page, explorer_page, lesson_page, study_admin, 
 from explorer.ui.common import APP_TITLE, guarded, page_style  # noqa: E402
 
 st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout="wide",
-                   initial_sidebar_state="expanded")
+                   initial_sidebar_state="auto")  # collapsed on phones
 page_style()
 
 
