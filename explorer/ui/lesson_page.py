@@ -18,6 +18,7 @@ import torch
 from explorer import data, metrics, viz
 from explorer.attributions import METHODS
 from explorer.lessons import results as lresults
+from explorer.lessons.handout import handout_pdf
 from explorer.lessons.spec import Lesson, LessonError, Step, load_lesson, parse_lesson, shipped_lessons
 from explorer.ui.common import fmt
 from explorer.ui.link import link_state, to_query
@@ -246,6 +247,9 @@ def render() -> None:
     with st.sidebar:
         toggled = st.toggle("Presenter mode (large type, no sidebar)",
                             value=present, key="lesson.present")
+        st.download_button("Printable handout (PDF)", data=lambda: handout_pdf(lesson),
+                           file_name=f"{lesson.id}-handout.pdf", mime="application/pdf",
+                           on_click="ignore", icon=":material/print:", key="lesson.handout")
     if toggled != present:
         if toggled:
             st.query_params["present"] = "1"

@@ -118,3 +118,9 @@ def test_presenter_mode_from_the_link_hides_the_sidebar():
     assert css and "display: none" in css[0]
     at = page(lesson="fragile-or-measure", step=1)
     assert not [m.value for m in at.markdown if "stSidebar" in m.value]
+
+
+def test_the_page_offers_the_printable_handout():
+    at = page(lesson="fragile-or-measure", step=1)
+    buttons = [b for b in at.get("download_button") if "handout" in str(b.proto.label).lower()]
+    assert buttons
