@@ -162,11 +162,17 @@ def report_main(args) -> int:
     import matplotlib  # heavy, and only the report draws: the backend is chosen before pyplot
 
     matplotlib.use("Agg")
-    path = report.build_report(args.results, args.out, args.filename, args.notes, args.title,
-                               args.figure_prefix)
-    print(f"wrote {path}")
-    if args.copy_rows_to:
-        for folder in args.results:
-            dest = export_compact(folder, Path(args.copy_rows_to) / Path(folder).name)
-            print(f"copied the rows of {folder} to {dest}")
+    try:
+        path = report.build_report(args.results, args.out, args.filename, args.notes,
+                                   args.title, args.figure_prefix)
+        print(f"wrote {path}")
+        if args.copy_rows_to:
+            for folder in args.results:
+                dest = export_compact(folder, Path(args.copy_rows_to) / Path(folder).name)
+                print(f"copied the rows of {folder} to {dest}")
+    except OSError as exc:  # an output folder that cannot be created or written
+        where = exc.filename or args.out
+        print(f"error: cannot write {where}: {exc.strerror or exc}; choose a writable --out "
+              "(or --copy-rows-to) folder", file=sys.stderr)
+        return 2
     return 0

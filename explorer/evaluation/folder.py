@@ -29,6 +29,7 @@ import socket
 import sys
 import tempfile
 import uuid
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -479,8 +480,10 @@ def load_results(folder, *, partial: bool = True) -> pd.DataFrame:
 def _read_gz(path: Path):
     try:
         text = gzip.decompress(path.read_bytes()).decode("utf-8")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{path}: not a readable gzip-compressed UTF-8 CSV ({exc})") from None
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+        raise ResultsError(f"{path.name} in {path.parent} is damaged: not a readable "
+                           f"gzip-compressed UTF-8 CSV ({exc.__class__.__name__}: {exc}); copy "
+                           "it again from where it came from, or re-run the evaluation") from None
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, encoding="utf-8") as f:
         f.write(text)
         tmp = Path(f.name)
