@@ -105,7 +105,7 @@ def main() -> None:
             open_app(page, url, "a.steps=20")
             page.get_by_role("button", name="Run attack").click()
             page.wait_for_function(
-                "() => document.querySelectorAll('table.xm-table th.xm-pair').length == 4")
+                "() => document.querySelectorAll('table.xm-table th.xm-pair:not([title])').length == 4")
             wait_idle(page)
             for widget, label in (("cfg.k.mnist", "k"), ("cfg.w.mnist", "w")):
                 lat = slider_latency(page, widget, label, args.moves)

@@ -16,6 +16,7 @@ from explorer import attacks, cost, data, metrics, models, uploads
 
 from . import background, keys, stages
 from .common import show_problem
+from .plain import prose
 from .controls import Sidebar
 from .stages import AttackOutcome, OriginalMap
 from .state import Config
@@ -58,14 +59,14 @@ def choose_input(sb: Sidebar) -> Input | None:
     elif cfg.source == "upload":
         accepted = st.session_state.get(keys.accepted_uploads(), {})
         if sb.upload_error:
-            fallback_reason = f"Upload refused: {sb.upload_error}"
+            fallback_reason = f"Upload refused: {prose(sb.upload_error)}"
         elif cfg.upload_sha and ds in accepted:
             name, sha, raw = accepted[ds]
             try:
                 x = stages.upload_image(ds, name, raw, sha, cfg.upload_sha.endswith(":inverted"))
                 return Input(x, -1, cfg.image_key(), f"upload {name}", "upload", None)
             except uploads.UploadError as exc:
-                fallback_reason = f"Upload refused: {exc}"
+                fallback_reason = f"Upload refused: {prose(str(exc))}"
         else:
             fallback_reason = "No image uploaded yet: choose a file in the sidebar."
     if fallback_reason:

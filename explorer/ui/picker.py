@@ -16,7 +16,7 @@ import streamlit as st
 from explorer import data, uploads
 
 from . import keys, stages
-from .plain import literal
+from .plain import literal, prose
 from .state import SOURCES
 
 __all__ = ["GALLERY_COLS", "GALLERY_ROWS", "ImageChoice", "SOURCE_LABELS", "image_controls"]
@@ -112,7 +112,7 @@ def _upload_controls(ds: str, info) -> tuple[str | None, str | None]:
             accepted[ds] = (uploaded.name, sha, raw)
         except uploads.UploadError as exc:
             upload_error = str(exc)
-            st.error(f"Refused: {exc}", icon=":material/block:")
+            st.error(f"Refused: {prose(str(exc))}", icon=":material/block:")
     if ds in accepted and upload_error is None:
         st.caption(f"Using {literal(accepted[ds][0])}")
         return accepted[ds][1] + (":inverted" if invert else ""), None

@@ -64,7 +64,7 @@ def test_load_attack_and_move_k_w(page, app_url, expected_maps):
     page.wait_for_selector('[data-testid="stAlertContentSuccess"], '
                            '[data-testid="stAlertContentWarning"]')
     wait_idle(page)
-    page.wait_for_function("() => document.querySelectorAll('table.xm-table th.xm-pair').length == 4")
+    page.wait_for_function("() => document.querySelectorAll('table.xm-table th.xm-pair:not([title])').length == 4")
     screenshot(page, "02-attacked-light")
     tall_screenshot(page, "02-attacked-light-full")
     table = read_table(page)
@@ -106,7 +106,7 @@ def test_load_attack_and_move_k_w(page, app_url, expected_maps):
 def test_link_reproduces_the_attacked_view(page, app_url, expected_maps):
     a, b_attack, _ = expected_maps
     open_app(page, app_url, f"{QUERY}&k=30&w=0&run=1")
-    page.wait_for_function("() => document.querySelectorAll('table.xm-table th.xm-pair').length == 4")
+    page.wait_for_function("() => document.querySelectorAll('table.xm-table th.xm-pair:not([title])').length == 4")
     table = read_table(page)
     _check(table["values"]["attack"], a, b_attack, 30, 0)
 
@@ -130,7 +130,7 @@ def test_bad_upload_shows_message(page, app_url):
 def test_dark_theme_fits_laptop_screen(dark_page, app_url):
     open_app(dark_page, app_url, QUERY + "&run=1")
     dark_page.wait_for_function(
-        "() => document.querySelectorAll('table.xm-table th.xm-pair').length == 4")
+        "() => document.querySelectorAll('table.xm-table th.xm-pair:not([title])').length == 4")
     wait_idle(dark_page)
     bg = dark_page.evaluate(
         "() => getComputedStyle(document.querySelector('[data-testid=\"stApp\"]')).backgroundColor")
@@ -147,7 +147,7 @@ def test_dark_theme_fits_laptop_screen(dark_page, app_url):
 def test_compare_page(page, app_url):
     page.goto(app_url + "/compare?" + QUERY)
     page.get_by_role("button", name="Run the attack on both models").click()
-    page.wait_for_function("() => document.querySelectorAll('table.xm-table th.xm-pair').length == 4",
+    page.wait_for_function("() => document.querySelectorAll('table.xm-table th.xm-pair:not([title])').length == 4",
                            timeout=300_000)
     wait_idle(page)
     table = read_table(page)

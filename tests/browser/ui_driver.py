@@ -16,12 +16,14 @@ READ_TABLE_JS = """
 () => {
   const t = document.querySelector('table.xm-table');
   if (!t) return null;
-  const heads = Array.from(t.querySelectorAll('th.xm-pair')).map(e => e.textContent);
+  // pair columns only (the chance column's head carries a title)
+  const heads = Array.from(t.querySelectorAll('th.xm-pair:not([title])')).map(e => e.textContent);
   const labels = heads.slice(0, heads.length / 2);
   const out = {};
   labels.forEach(l => out[l] = {});
   t.querySelectorAll('[data-metric]').forEach(c => {
-    out[labels[+c.dataset.pair]][c.dataset.metric] = c.textContent.trim();
+    // the score is the cell's first text node; the normalised score follows on its own line
+    out[labels[+c.dataset.pair]][c.dataset.metric] = c.firstChild.textContent.trim();
   });
   const caption = t.querySelector('thead').textContent;
   return {values: out, header: caption};

@@ -46,7 +46,7 @@ def test_21_mb_upload_shows_the_apps_message():
     blob = b"\x89PNG\r\n\x1a\n" + bytes(21 * 2**20)
     at.file_uploader(key="upl.mnist").upload("scan.png", blob, "image/png").run()
     assert not at.exception
-    errors = " ".join(e.value for e in at.error)
+    errors = " ".join(e.value for e in at.error).replace("\\", "")  # plain text, escaped
     assert "scan.png is 21.0 MB; uploads must be at most 20 MB" in errors
     assert "sides at most 10:1" in errors and "PNG, JPEG, WebP, BMP or GIF" in errors
     # then a strip that used to take gigabytes: refused in place, page still works
@@ -54,5 +54,5 @@ def test_21_mb_upload_shows_the_apps_message():
     Image.new("L", (4000, 20), 128).save(buf, "PNG")
     at.file_uploader(key="upl.mnist").upload("strip.png", buf.getvalue(), "image/png").run()
     assert not at.exception
-    assert "4000×20 pixels, 200:1" in " ".join(e.value for e in at.error)
+    assert "4000×20 pixels, 200:1" in " ".join(e.value for e in at.error).replace("\\", "")
     metric_table(at)

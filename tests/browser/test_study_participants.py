@@ -16,7 +16,8 @@ import pytest
 
 from explorer.study import spec as spec_mod, stimuli, storage
 
-from study_helpers import ROOT, spec_text
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "study"))
+from study_helpers import ROOT, spec_text  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("browser_conftest",
                                                ROOT / "tests" / "browser" / "conftest.py")
@@ -40,24 +41,16 @@ def _start(port: int, env: dict) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def browser_study(tmp_path_factory):
-    if not os.path.exists(bc.CHROMIUM) and not bc.shutil.which("chromium"):
-        bc._unavailable(f"no chromium at {bc.CHROMIUM} and none on PATH")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        bc._unavailable(f"playwright is not installed ({exc})")
+def browser_study(tmp_path_factory, browser):
+    """The suite's one chromium (tests/browser/conftest.py: a second Playwright instance cannot
+    run beside it) and a frozen study in a fresh SQLite store."""
     tmp = tmp_path_factory.mktemp("browser-study")
     url = f"sqlite:///{tmp / 'studies.sqlite'}"
     text = spec_text(pairs=4).replace("images = 10", "images = 4")
     frozen = stimuli.freeze(spec_mod.parse_spec(text), text)
     store = storage.open_store(url)
     store.save_study(frozen)
-    with sync_playwright() as p:
-        chromium = bc.CHROMIUM if os.path.exists(bc.CHROMIUM) else bc.shutil.which("chromium")
-        browser = p.chromium.launch(executable_path=chromium, args=bc.CHROMIUM_ARGS)
-        yield store, frozen, url, browser
-        browser.close()
+    yield store, frozen, url, browser
 
 
 def _progress(page) -> str:
