@@ -37,6 +37,10 @@ bench: setup-dev
 	$(PY) benchmarks/bench_attack.py
 	$(PY) benchmarks/bench_evaluate.py
 	$(PY) benchmarks/bench_app.py --part fragment
+	$(PY) benchmarks/bench_chance.py
+	$(PY) benchmarks/bench_upload.py
+	$(PY) benchmarks/bench_imagenet.py
+	@echo "bench_memory.py (peak RSS of ImageNet attack steps, needs several GB) runs on its own"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
