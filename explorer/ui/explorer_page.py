@@ -112,19 +112,26 @@ def render() -> None:
         st.warning("The attacked map is all zeros (the gradient vanished at x′).",
                    icon=":material/warning:")
 
-    overlay = st.toggle("Overlay maps on the images", key="exp.overlay", value=False)
+    t1, t2 = st.columns(2)
+    overlay = t1.toggle("Overlay maps on the images", key="exp.overlay", value=False)
+    full = t2.toggle("Full colour range (no clipping)", key="exp.fullrange", value=False,
+                     help="By default the colour scale stops at the 99th percentile of both "
+                          "maps' values, so that a few very bright pixels do not turn the rest "
+                          "black. Display only: the scores never see it.")
     adv_x = res.x_adv if res is not None else None
     adv_map = res.map_adv if res is not None else None
     fig, factor = viz.side_by_side(inp.x[0], adv_x, orig.map, adv_map, orig.rank,
                                    res.rank_adv if res is not None else None,
                                    overlay=0.45 if overlay else 0.0,
-                                   height=230 if res is not None else 260)
+                                   height=230 if res is not None else 260,
+                                   clip_percentile=None if full else viz.DEFAULT_CLIP_PERCENTILE)
     st.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key="exp.side")
     scale_note = (f"Perturbation shown as 0.5 + {factor:.3g}·(x′ − x) (mid-grey = unchanged). "
                   if factor else "")
-    st.caption(scale_note + "Both maps share one colour scale, clipped at a high percentile of "
-               "their joint values so that the structure stays visible (the colour bar says "
-               "where); hover a map pixel for its exact value and rank.")
+    scale = ("0 to the larger maximum" if full else "clipped at a high percentile of their joint "
+             "values so that the structure stays visible (the colour bar says where)")
+    st.caption(scale_note + f"Both maps share one colour scale, {scale}; hover a map pixel for "
+               "its exact value and rank.")
 
     rand = flow.random_sign(cfg, device, inp)  # after the pictures: first maps show sooner
     pairs = []

@@ -77,3 +77,13 @@ def test_the_imagenet_view_opens_with_its_table_and_chance_levels():
     assert "shuffled" in cells["topk_intersection"] and "not computed" not in cells["topk_intersection"]
     assert cells["lens_recall_div"] == "shuffled –"
     assert "6 unrelated bundled images" in " ".join(c.value for c in at.caption)
+
+
+def test_the_colour_scale_is_clipped_by_default_and_full_range_on_request():
+    at = new_app()
+    at.run()
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "clipped at 99th percentile" in spec
+    at.toggle(key="exp.fullrange").set_value(True).run()
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "clipped at" not in spec and "full range" in spec
