@@ -9,13 +9,14 @@ After each commit it appends one JSON line to the acknowledgement log (one ``os.
 process), so a line in the log means a stored response.
 
 Rules (on main and practice trials; attention checks are answered correctly, as an attentive
-person would, except by ``fail-checks`` and ``random``):
+person would, except by ``fail-checks``):
 
 - ``lens``: rating = 1 + 6 × w-LENS-recall@k + N(0, noise²), rounded into 1..7; choice: the
   candidate with the higher w-LENS-recall@k plus N(0, (noise/30)²); same/different: "same" when
   w-LENS-recall@k plus noise exceeds 0.5.
 - ``topk``: the same with top-k intersection.
-- ``random``: every answer uniformly at random.
+- ``random``: every main and practice answer uniformly at random (a rater who passes the
+  obvious checks but whose judgements of the real pairs carry no signal: agreement at chance).
 - ``fail-checks``: random answers, and every attention check answered wrongly.
 """
 
@@ -58,7 +59,7 @@ def answer_for(rule: str, task: str, trial: dict, pairs: dict, rng: np.random.Ge
     """The stored-answer value a bot with ``rule`` gives on ``trial``."""
     kind = trial["kind"]
     if kind in ("identical", "unrelated"):
-        if rule in ("lens", "topk"):
+        if rule in ("lens", "topk", "random"):
             return _check_answer(task, kind, trial, correct=True)
         if rule == "fail-checks":
             return _check_answer(task, kind, trial, correct=False)
