@@ -385,18 +385,25 @@ def _method(method: str) -> MethodInfo:
 # Public entry points
 # --------------------------------------------------------------------------------------------
 
-def attribute_with_logits(model, x, method: str = "saliency", params: dict | None = None,
-                          target=None, create_graph: bool = False, *, validate: bool = True
-                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Like :func:`attribute`, also returning the logits at ``x`` when the method computed them
-    anyway (saliency, input × gradient), else None. ``validate=False`` skips the input checks
-    (for callers that already checked, e.g. the attack loop)."""
+def _prepare(model, x, method: str, params, target, validate: bool):
+    """The method's entry, its resolved parameters and (when ``validate``) the checked input
+    and target: the common start of every entry point."""
     info = _method(method)
     values = resolve(info.params, params)
     if validate:
         validate_input(x)
         _check_model(model, x)
         target = resolve_target(target, x.shape[0], None, x.device)
+    return info, values, target
+
+
+def attribute_with_logits(model, x, method: str = "saliency", params: dict | None = None,
+                          target=None, create_graph: bool = False, *, validate: bool = True
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Like :func:`attribute`, also returning the logits at ``x`` when the method computed them
+    anyway (saliency, input × gradient), else None. ``validate=False`` skips the input checks
+    (for callers that already checked, e.g. the attack loop)."""
+    info, values, target = _prepare(model, x, method, params, target, validate)
     with torch.enable_grad():
         attr, logits = info.fn(model, x, target, create_graph, **values)
     if not create_graph:
@@ -589,12 +596,7 @@ def map_loss_gradient(model, x, method: str, params: dict | None, target,
     at once (the old path: fastest, memory grows with samples / steps); see
     :mod:`explorer.cost` for a chunk that fits a memory budget.
     """
-    info = _method(method)
-    values = resolve(info.params, params)
-    if validate:
-        validate_input(x)
-        _check_model(model, x)
-        target = resolve_target(target, x.shape[0], None, x.device)
+    info, values, target = _prepare(model, x, method, params, target, validate)
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, Integral)
                               or chunk < 1):
         raise ValueError(f"chunk must be a positive integer (rows per backward) or None; "

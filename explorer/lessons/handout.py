@@ -38,10 +38,10 @@ def _rgb(x: np.ndarray) -> np.ndarray:
 def _panels(step: Step, r: StateResult) -> list[tuple[str, np.ndarray, bool]]:
     """(title, array, is_map) for the step's view."""
     view = step.state.view
-    out = [("image", _rgb(r.x), False), ("map", r.map_orig, True)]
-    if view in ("attack", "overlap", "diverse", "scores", "chance", "noise"):
-        out = [("image", _rgb(r.x), False), ("attacked image", _rgb(r.x_adv), False),
-               ("map", r.map_orig, True), ("map after attack", r.map_adv, True)]
+    if view == "maps":
+        return [("image", _rgb(r.x), False), ("map", r.map_orig, True)]
+    out = [("image", _rgb(r.x), False), ("attacked image", _rgb(r.x_adv), False),
+           ("map", r.map_orig, True), ("map after attack", r.map_adv, True)]
     if view in ("noise", "scores"):
         out.append(("map after random noise", r.map_noise, True))
     if view == "chance":

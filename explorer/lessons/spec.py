@@ -46,7 +46,8 @@ from ..params import resolve
 
 __all__ = [
     "VIEWS", "CONTROLS", "MAX_PARAGRAPHS", "MAX_CONTROLS", "LessonError", "StepState", "Control",
-    "Question", "Step", "Lesson", "parse_lesson", "load_lesson", "SHIPPED_DIR", "shipped_lessons",
+    "Question", "Step", "Lesson", "parse_lesson", "load_lesson", "state_value", "SHIPPED_DIR",
+    "shipped_lessons",
 ]
 
 # What a step can show: the image and its map; the map before and after the attack; the attack
@@ -238,13 +239,14 @@ def _control(raw, where: str, state: StepState) -> Control:
             out.append(_choice(c, at, METHODS))
         else:
             out.append(_choice(c, at, [m.name for m in models.models_for(state.dataset)]))
-    if _state_value(state, name) not in out:
-        raise LessonError(f"{where}: the step's own {name} ({_state_value(state, name)!r}) must be "
+    if state_value(state, name) not in out:
+        raise LessonError(f"{where}: the step's own {name} ({state_value(state, name)!r}) must be "
                           "one of the choices")
     return Control(name, tuple(out))
 
 
-def _state_value(state: StepState, name: str):
+def state_value(state: StepState, name: str):
+    """The state's value of a live control ``name`` (k, w, method or model)."""
     return {"k": state.k, "w": state.w, "method": state.method, "model": state.model}[name]
 
 

@@ -87,7 +87,7 @@ def render() -> None:
         st.info(f"This link asks to run the attack on open. {decision.message} Press **Run "
                 "attack** to start it.", icon=":material/schedule:")
     elif clicked or autorun or cached:
-        res = flow.run_attack(cfg, device, inp)
+        res = flow.run_attack(cfg, device, inp, decision=decision)
     if res is None:
         res = partial = flow.partial_attack(cfg, device, inp)
     steps = cfg.attack_params.get("steps", 0) or 0

@@ -130,10 +130,11 @@ def attack_decision(cfg: Config, device: str) -> cost.Decision:
 
 
 def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None,
-               label: str = "") -> AttackOutcome | None:
+               label: str = "", decision: cost.Decision | None = None) -> AttackOutcome | None:
     """Run (or fetch from the cache) the configured attack, with a progress bar. The attack
     holds its estimated memory in the server-wide budget while it runs: when other users'
-    jobs hold it, this one waits its turn (its place in the queue is shown)."""
+    jobs hold it, this one waits its turn (its place in the queue is shown). ``decision``: the
+    page's :func:`attack_decision` for these settings, when it already made one."""
     key = attack_call_key(cfg, device, inp, model)
     measure = cfg.attack_params.get("measure", "topk_intersection")
     measure_name = metrics.METRICS[measure].name if measure in metrics.METRICS else measure
@@ -142,7 +143,8 @@ def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None
     board, board_key = background.attack_board(), (background.session_id(), key)
     board.start(board_key)
     partial = None
-    reservation = cost.server_budget().request(attack_decision(cfg, device).estimate.peak_bytes)
+    decision = decision or attack_decision(cfg, device)
+    reservation = cost.server_budget().request(decision.estimate.peak_bytes)
     try:
         while not reservation.wait(timeout=1.0):
             bar.progress(0.0, text=f"{label}waiting for memory: place {reservation.position} in "

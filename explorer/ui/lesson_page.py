@@ -19,7 +19,8 @@ from explorer import data, metrics, viz
 from explorer.attributions import METHODS
 from explorer.lessons import results as lresults
 from explorer.lessons.handout import handout_pdf
-from explorer.lessons.spec import Lesson, LessonError, Step, load_lesson, parse_lesson, shipped_lessons
+from explorer.lessons.spec import (Lesson, LessonError, Step, load_lesson, parse_lesson,
+                                   shipped_lessons, state_value)
 from explorer.ui.common import fmt
 from explorer.ui.link import link_state, to_query
 from explorer.ui.plain import literal, prose
@@ -127,8 +128,7 @@ def _go(n: int) -> None:
 def _control_values(step: Step, n: int) -> dict:
     values = {}
     for c in step.controls:
-        own = {"k": step.state.k, "w": step.state.w, "method": step.state.method,
-               "model": step.state.model}[c.name]
+        own = state_value(step.state, c.name)
         label = {"k": "k (top pixels)", "w": "w (neighbourhood radius, px)", "method": "method",
                  "model": "model"}[c.name]
         fmt_fn = (lambda v: viz_name(c.name, v))

@@ -6,6 +6,8 @@ import math
 import re
 from pathlib import Path
 
+import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,3 +63,14 @@ def assert_table_matches(shown: dict[str, float], expected: dict, tol: float = 6
 def no_errors(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+@pytest.fixture(autouse=True)
+def fresh_streamlit_caches():
+    """Each test starts with empty Streamlit caches (no result leaks between tests). Autouse in
+    every test module that imports it."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()

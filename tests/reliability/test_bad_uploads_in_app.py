@@ -13,20 +13,11 @@ import streamlit as st
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
-from app_helpers import metric_table, new_app  # noqa: E402
+from app_helpers import fresh_streamlit_caches, metric_table, new_app  # noqa: E402,F401
 
 from explorer import uploads  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 def test_streamlit_lets_files_above_the_app_limit_reach_the_app():
