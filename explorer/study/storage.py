@@ -11,7 +11,9 @@ SQLAlchemy 2 Core: SQLite (embedded default) and PostgreSQL (a URL, for several 
 One transaction per response. The key (study, participant, position) is unique, so a second
 submission of the same trial stores nothing and returns the first answer. The schema carries
 its version in ``schema_version``; :data:`MIGRATIONS` bring an older database up to date when it
-is opened (serialised by a lock, so many processes can open a new database at once).
+is opened (serialised by a lock, so many processes can open a new database at once). The class
+polls of the lesson page keep their tables here too (version 3; the logic is
+:mod:`explorer.study.poll`).
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def default_url() -> str:
 # Schema
 # --------------------------------------------------------------------------------------------
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 md = sa.MetaData()
 
 schema_version = sa.Table("schema_version", md, sa.Column("version", sa.Integer, nullable=False))
@@ -171,6 +173,25 @@ responses_t = sa.Table(
     sa.UniqueConstraint("study_id", "participant_id", "position", name="uq_response_trial"),
 )
 _V1_TABLES = [studies, stimuli_t, pairs_t, trials_t, participants_t, responses_t]
+# Class polls (version 3): one row per poll, one per (poll, browser token); see poll.py.
+polls_t = sa.Table(
+    "polls", md,
+    sa.Column("code", sa.String(8), primary_key=True),
+    sa.Column("lesson_id", sa.String(200), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("choices", sa.Text, nullable=False),  # JSON list of the choice texts
+    sa.Column("opened_at", sa.Float, nullable=False),
+    sa.Column("closed_at", sa.Float),
+)
+poll_answers_t = sa.Table(
+    "poll_answers", md,
+    sa.Column("code", sa.String(8), sa.ForeignKey("polls.code"), primary_key=True),
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("choice", sa.Integer, nullable=False),
+    sa.Column("answered_at", sa.Float, nullable=False),
+)
+_V3_TABLES = [polls_t, poll_answers_t]
 
 
 def _migrate_1(conn) -> None:
@@ -185,7 +206,14 @@ def _migrate_2(conn) -> None:
                          "ON responses (study_id, created_at)"))
 
 
-MIGRATIONS: tuple[Callable, ...] = (_migrate_1, _migrate_2)  # MIGRATIONS[v-1] makes version v
+def _migrate_3(conn) -> None:
+    """Version 3: the class polls of the lesson page (new tables; the study tables are
+    untouched, so a version-2 database keeps every study and response)."""
+    for t in _V3_TABLES:
+        t.create(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[Callable, ...] = (_migrate_1, _migrate_2, _migrate_3)  # MIGRATIONS[v-1] makes version v
 
 
 # --------------------------------------------------------------------------------------------

@@ -245,7 +245,7 @@ def test_migration_from_version_1(tmp_path):
         c.execute(storage.schema_version.insert().values(version=1))
     eng.dispose()
     st = storage.open_store(url)
-    assert st.schema_version() == storage.SCHEMA_VERSION == 2
+    assert st.schema_version() == storage.SCHEMA_VERSION == 3
     with st.engine.connect() as c:
         names = [r[0] for r in c.exec_driver_sql(
             "SELECT name FROM sqlite_master WHERE type = 'index'")]
