@@ -10,8 +10,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
 
-from explorer.ui import (compare_page, explorer_page, lesson_page, study_admin,  # noqa: E402
-                         study_page, sweeps)
+from explorer.ui import (compare_page, explorer_page, lesson_page, poll_page,  # noqa: E402
+                         study_admin, study_page, sweeps)
 from explorer.ui.common import APP_TITLE, guarded, page_style  # noqa: E402
 
 st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout="wide",
@@ -28,6 +28,8 @@ pages = [
             url_path="sweeps"),
     st.Page(guarded(lesson_page.render), title="Lessons", icon=":material/school:",
             url_path="lesson"),
+    st.Page(guarded(poll_page.render), title="Join a class poll", icon=":material/how_to_vote:",
+            url_path="poll"),
     st.Page(study_page.render, title="Study (participant)", icon=":material/person:",
             url_path="study"),
     st.Page(study_admin.render, title="Studies (researcher)", icon=":material/science:",

@@ -37,7 +37,7 @@ from .storage import SqlStore, StoreError, poll_answers_t, polls_t
 
 __all__ = ["ALPHABET", "CODE_LENGTH", "PollError", "UnknownPoll", "PollClosed", "BadAnswer",
            "Poll", "PollCounts", "normalise_code", "new_token", "valid_token", "open_poll",
-           "lookup", "join", "answer", "counts", "close_poll", "join_address", "MAX_CHOICES"]
+           "lookup", "join", "answer", "my_answer", "counts", "close_poll", "join_address", "MAX_CHOICES"]
 
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0, O, 1, I
 CODE_LENGTH = 5                                # 32**5 = 33.5 million codes
@@ -228,6 +228,17 @@ def answer(store: SqlStore, code: str, token: str, choice) -> bool:
             index_elements=[poll_answers_t.c.code, poll_answers_t.c.token],
             set_={"choice": stmt.excluded.choice, "answered_at": stmt.excluded.answered_at}))
     return before is not None
+
+
+def my_answer(store: SqlStore, code: str, token: str) -> int | None:
+    """The choice this browser token gave in the poll, or None (not answered, bad token)."""
+    code = normalise_code(code)
+    if not valid_token(token):
+        return None
+    with store.engine.connect() as conn:
+        r = conn.execute(sa.select(poll_answers_t.c.choice).where(
+            poll_answers_t.c.code == code, poll_answers_t.c.token == token)).first()
+    return None if r is None else int(r.choice)
 
 
 def counts(store: SqlStore, code: str) -> PollCounts:

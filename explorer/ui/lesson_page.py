@@ -3,7 +3,8 @@
 Everything shown comes from the lesson's precomputed results (``explorer.lessons.results``),
 so a step appears at once; k and w controls re-score the stored maps. The address holds the
 lesson, the step and the presenter switch (``?lesson=ID&step=N&present=1``): a link opens a
-class at a given step. Lesson text is shown as plain text, never as Markdown or HTML.
+class at a given step. Lesson text is shown as plain text, never as Markdown or HTML. A step
+with a question can run a class poll (``lesson_poll``; students answer on the poll page).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from explorer.lessons import results as lresults
 from explorer.lessons.handout import handout_pdf
 from explorer.lessons.spec import (Lesson, LessonError, Step, load_lesson, parse_lesson,
                                    shipped_lessons, state_value)
+from explorer.ui import lesson_poll
 from explorer.ui.common import fmt
 from explorer.ui.link import link_state, to_query
 from explorer.ui.plain import literal, prose
@@ -226,17 +228,24 @@ def _figures(step: Step, r, k: int, w: int, height: int) -> None:
                     key=f"lesson.fig.{view}")
 
 
-def _question(step: Step, n: int) -> None:
+def _question(lesson: Lesson, step: Step, n: int) -> None:
     q = step.question
     if q is None:
         return
     st.markdown(f"**Question.** {prose(q.prompt)}")
     st.radio("Your answer", q.choices, index=None, key=f"lesson.{n}.answer",
              format_func=prose, label_visibility="collapsed")
+    code = lesson_poll.poll_panel(lesson, step, n)
     if st.toggle("Reveal", key=f"lesson.{n}.reveal"):
-        if q.answer is not None:
-            st.markdown(f"**Answer:** {prose(q.choices[q.answer])}")
-        st.info(prose(q.reveal), icon=":material/lightbulb:")
+        # With a class poll, the class's answers stand beside the reveal text.
+        text, votes = st.columns(2) if code else (st.container(), None)
+        with text:
+            if q.answer is not None:
+                st.markdown(f"**Answer:** {prose(q.choices[q.answer])}")
+            st.info(prose(q.reveal), icon=":material/lightbulb:")
+        if votes is not None:
+            with votes:
+                lesson_poll.live_distribution(code, q.answer)
 
 
 def render() -> None:
@@ -292,7 +301,7 @@ def render() -> None:
         if not r.found_noise:
             st.caption("The random ±ε draw changed the model's prediction, so it is no "
                        "label-preserving perturbation and gets no score.")
-    _question(step, n)
+    _question(lesson, step, n)
     st.markdown(f"[Open this state in the explorer](./?{_explorer_link(state, k, w)})")
     left, mid, right = st.columns([1, 3, 1])
     with left:

@@ -53,7 +53,10 @@ def test_hand_counted_answers_and_a_changed_answer(pstore):
     # five phones: choices 0, 2, 2, 1, 2; phone 0 then changes its mind to 2
     for i, ch in enumerate([0, 2, 2, 1, 2]):
         assert poll.answer(pstore, code, _tok(i), ch) is False
+    assert poll.my_answer(pstore, code, _tok(0)) == 0
     assert poll.answer(pstore, code, _tok(0), 2) is True       # replaced, not added
+    assert poll.my_answer(pstore, code, _tok(0)) == 2
+    assert poll.my_answer(pstore, code, _tok(9)) is None
     c = poll.counts(pstore, code)
     assert c.counts == (0, 1, 4) and c.total == 5
     assert c.shares == (0.0, 0.2, 0.8)
