@@ -38,7 +38,7 @@ POLL_CSS = """
 .xp-code {font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-weight: 700;
   font-size: 5.5rem; letter-spacing: 0.6rem; line-height: 1.1; padding: 0.2rem 1.2rem;
   border: 3px solid currentColor; border-radius: 0.6rem; display: inline-block;}
-.xp-label {font-size: 1.3rem; opacity: 0.8; margin-bottom: 0.2rem;}
+.xp-label {font-size: 1.5rem; opacity: 0.8; margin-bottom: 0.2rem;}
 .xp-join {font-size: 1.7rem; margin-top: 0.5rem; word-break: break-all;}
 .xp-count {font-size: 4rem; font-weight: 700; line-height: 1.1;}
 </style>
@@ -101,19 +101,19 @@ def _live(code: str) -> None:
                 f'data-testid="poll-count">{c.total}</div>', unsafe_allow_html=True)
 
 
-def _open(store, lesson: Lesson, step: Step, n: int, key: str) -> None:
+def _open(lesson: Lesson, step: Step, n: int, key: str) -> None:
     q = step.question
     try:
-        st.session_state[key] = poll.open_poll(store, lesson.id, n, q.prompt, q.choices,
+        st.session_state[key] = poll.open_poll(get_store(), lesson.id, n, q.prompt, q.choices,
                                                replaces=st.session_state.get(key))
         st.session_state.pop(key + ".error", None)
     except StoreError as exc:
         st.session_state[key + ".error"] = str(exc)
 
 
-def _close(store, key: str) -> None:
+def _close(key: str) -> None:
     try:
-        poll.close_poll(store, st.session_state[key])
+        poll.close_poll(get_store(), st.session_state[key])
     except StoreError as exc:
         st.session_state[key + ".error"] = str(exc)
 
@@ -122,20 +122,15 @@ def poll_panel(lesson: Lesson, step: Step, n: int) -> str | None:
     """The poll controls of step ``n``; returns the class code of its poll (open or closed) or
     None when none was opened in this session."""
     key = poll_key(lesson, n)
-    try:
-        store = get_store()
-    except StoreError as exc:
-        st.warning(f"Class polls are unavailable: {prose(exc)}")
-        return None
     if key + ".error" in st.session_state:
         st.error(f"The poll could not be changed: {prose(st.session_state[key + '.error'])}")
     code = st.session_state.get(key)
-    if code is None:
+    if code is None:  # the database is opened only when a poll is asked for
         st.button("Open a class poll", key=f"lesson.{n}.poll.open", icon=":material/how_to_vote:",
-                  on_click=_open, args=(store, lesson, step, n, key),
-                  help="Students answer this question on their phones with a class code.")
+                  on_click=_open, args=(lesson, step, n, key))
         return None
     try:
+        store = get_store()
         is_open = poll.lookup(store, code).is_open
     except StoreError as exc:
         st.error(f"The poll cannot be read: {prose(exc)}")
@@ -144,14 +139,18 @@ def poll_panel(lesson: Lesson, step: Step, n: int) -> str | None:
     base = app_base()
     address = poll.join_address(base, code)
     left, right, buttons = st.columns([3, 1.4, 1.4], vertical_alignment="center")
+    # The code comes from poll.ALPHABET only (checked by normalise_code): safe as HTML.
+    code = poll.normalise_code(code)
     with left:
-        # The code comes from poll.ALPHABET only (checked by normalise_code): safe as HTML.
-        code = poll.normalise_code(code)
-        st.markdown(f'<div class="xp-label">Class poll · code</div>'
-                    f'<div class="xp-code" data-testid="poll-code">{code}</div>'
-                    f'<div class="xp-join">Join at <span data-testid="poll-address">'
-                    f'{html.escape(address)}</span></div>', unsafe_allow_html=True)
-        if _local_only(base):
+        if not is_open:  # closed: a short line, so the distribution below fits on the screen
+            st.markdown(f'<div class="xp-join">Class poll <b data-testid="poll-code">{code}</b> '
+                        'is closed.</div>', unsafe_allow_html=True)
+        else:
+            st.markdown(f'<div class="xp-label">Class poll · code</div>'
+                        f'<div class="xp-code" data-testid="poll-code">{code}</div>'
+                        f'<div class="xp-join">Join at <span data-testid="poll-address">'
+                        f'{html.escape(address)}</span></div>', unsafe_allow_html=True)
+        if is_open and _local_only(base):
             st.caption(f"Phones cannot reach localhost: open this page through the computer's "
                        f"network address, or set {PUBLIC_URL_ENV}.")
     with right:
@@ -159,10 +158,9 @@ def poll_panel(lesson: Lesson, step: Step, n: int) -> str | None:
     with buttons:
         if is_open:
             st.button("Close poll", key=f"lesson.{n}.poll.close", icon=":material/lock:",
-                      on_click=_close, args=(store, key), width="stretch")
+                      on_click=_close, args=(key,), width="stretch")
         st.button("New poll", key=f"lesson.{n}.poll.new", icon=":material/refresh:",
-                  on_click=_open, args=(store, lesson, step, n, key), width="stretch",
-                  help="Close this poll and open a fresh one with a new code.")
+                  on_click=_open, args=(lesson, step, n, key), width="stretch")
     return code
 
 

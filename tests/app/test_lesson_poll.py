@@ -232,3 +232,22 @@ def test_lesson_text_in_a_poll_is_shown_as_plain_text(db):
     for i, _ in enumerate(choices):
         label = MD.render(at.button(key=f"poll.choice.{i}").label)
         assert "<em>" not in label and "<a " not in label and "<i>" not in label
+
+
+def test_viewing_a_question_step_opens_no_database(tmp_path, monkeypatch):
+    path = tmp_path / "never.sqlite"
+    monkeypatch.setenv("EXPLORER_STUDY_DB", f"sqlite:///{path}")
+    at = run(LESSON_SCRIPT, lesson="fragile-or-measure", step=N)
+    assert at.button(key=f"lesson.{N}.poll.open") and not path.exists()
+
+
+def test_an_unusable_database_gives_a_message_not_a_traceback(monkeypatch):
+    monkeypatch.setenv("EXPLORER_STUDY_DB", "mysql://nobody@nowhere/db")
+    at = run(LESSON_SCRIPT, lesson="fragile-or-measure", step=N)
+    at.button(key=f"lesson.{N}.poll.open").click().run()
+    assert not at.exception
+    text = " ".join(e.value for e in at.error)
+    assert "The poll could not be changed" in text and "unsupported database URL" in text
+    at = run(POLL_SCRIPT, code="ABCDE")
+    assert not at.exception
+    assert any("Class polls are unavailable on this server" in e.value for e in at.error)
