@@ -70,10 +70,11 @@ def _local_only(base: str) -> bool:
 
 
 def distribution_rows(c: poll.PollCounts, answer: int | None) -> list[dict]:
-    """One row per choice: its text (a plain value, never Markdown), answers, share, a bar."""
+    """One row per choice: its text, answers, share, a bar. ``st.table`` renders its cells as
+    Markdown, so the choice (lesson-file text) goes through :func:`prose`."""
     rows = []
     for i, (choice, n, share) in enumerate(zip(c.poll.choices, c.counts, c.shares)):
-        rows.append({"choice": choice + ("  ✓" if answer == i else ""), "answers": n,
+        rows.append({"choice": prose(choice) + ("  ✓" if answer == i else ""), "answers": n,
                      "share": f"{share:.0%}", "": "█" * round(share * BAR_WIDTH)})
     return rows
 

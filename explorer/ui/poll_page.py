@@ -26,7 +26,7 @@ PHONE_CSS = """
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
 [data-testid="stSidebarNav"], [data-testid="stToolbar"], header {display: none !important;}
 [data-testid="stMainBlockContainer"] {max-width: 34rem; padding: 1rem 1rem 3rem;}
-.st-key-poll-choices button {min-height: 3.6rem; text-align: left; justify-content: flex-start;}
+.st-key-poll-choices button {min-height: 3.6rem;}
 .st-key-poll-choices button p {font-size: 1.25rem !important; line-height: 1.3;}
 .st-key-poll-question p {font-size: 1.35rem; line-height: 1.4;}
 .st-key-poll-join input {font-size: 1.6rem; letter-spacing: 0.3rem; text-transform: uppercase;}

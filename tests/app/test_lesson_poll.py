@@ -106,7 +106,7 @@ def test_teacher_opens_counts_closes_and_sees_the_distribution(db):
     at.toggle(key=f"lesson.{N}.reveal").set_value(True).run()
     assert at.info and prose(QUESTION.reveal) == at.info[0].value
     rows = distribution_table(at)
-    assert [r["choice"] for r in rows] == list(QUESTION.choices)   # no answer key: no tick
+    assert [r["choice"] for r in rows] == [prose(c) for c in QUESTION.choices]  # no tick
     assert [r["answers"] for r in rows] == [1, 0, 2]
     assert [r["share"] for r in rows] == ["33%", "0%", "67%"]
     assert [len(r[""]) for r in rows] == [7, 0, 13]                # 20-character bars
@@ -134,7 +134,7 @@ def test_the_answer_key_is_ticked_in_the_distribution(db):
     at.button(key=f"lesson.{n}.poll.open").click().run()
     at.toggle(key=f"lesson.{n}.reveal").set_value(True).run()
     rows = distribution_table(at)
-    assert rows[q.answer]["choice"] == q.choices[q.answer] + "  ✓"
+    assert rows[q.answer]["choice"] == prose(q.choices[q.answer]) + "  ✓"
     assert sum(r["choice"].endswith("✓") for r in rows) == 1
 
 
@@ -251,3 +251,16 @@ def test_an_unusable_database_gives_a_message_not_a_traceback(monkeypatch):
     at = run(POLL_SCRIPT, code="ABCDE")
     assert not at.exception
     assert any("Class polls are unavailable on this server" in e.value for e in at.error)
+
+
+def test_distribution_cells_show_lesson_text_as_plain_text():
+    from explorer.ui.lesson_poll import distribution_rows
+
+    p = poll.Poll("ABCDE", "l", 1, "Q?", ("*yes* [l](http://evil.example)", "<b>no</b>"), 0.0,
+                  None)
+    rows = distribution_rows(poll.PollCounts(p, (3, 1)), answer=None)
+    for row, choice in zip(rows, p.choices):
+        html = MD.render(row["choice"])
+        assert "<em>" not in html and "<a " not in html and "<b>" not in html
+    assert [r["share"] for r in rows] == ["75%", "25%"]
+    assert [len(r[""]) for r in rows] == [15, 5]
