@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer import data, metrics, models, viz_sweeps
+from explorer import device as device_choice
 from explorer.evaluation import claims as paper_claims
 from explorer.evaluation import roots as results_roots
 from explorer.evaluation import summary
@@ -248,6 +249,10 @@ def _live_sweep() -> None:
                               help="The bundled sample images, or the test set (needs the "
                                    "dataset files: python -m explorer data import).")
         go = st.form_submit_button("Run sweep", type="primary")
+    # The sidebar's device choice (kept across pages), else auto.
+    dev = device_choice.choose(st.session_state.get(keys.device(), "auto"), strict=False)
+    st.badge(device_choice.describe(dev), icon=":material/memory:",
+             color="green" if dev.startswith("cuda") else "gray")
     if go:
         try:
             eps = tuple(PAPER if e.strip() == PAPER else parse_number(e)
@@ -261,7 +266,7 @@ def _live_sweep() -> None:
             def progress(done, total, text):
                 bar.progress(done / max(total, 1), text=f"{done}/{total} rows — {text}")
 
-            df = run(cfg, None, progress=progress, device="cpu")
+            df = run(cfg, None, progress=progress, device=dev)
             bar.progress(1.0, text=f"Done: {len(df)} rows.")
             st.session_state[LIVE_ROWS] = df
         except (ValueError, RuntimeError) as exc:

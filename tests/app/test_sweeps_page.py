@@ -153,6 +153,12 @@ def test_live_sweep_runs_with_progress_and_shows_rows():
     at.segmented_control(key=sweeps.MODE).set_value("Run a small sweep")
     at.run()
     assert not at.exception, at.exception
+    # The device badge of the sweep (the sidebar's choice, else auto: the CPU here).
+    from explorer import device
+
+    if not device.cuda_available():
+        assert any(f"Running on CPU ({device.cpu_cores()} core" in m.value
+                   for m in at.markdown), [m.value for m in at.markdown]
     at.number_input(key=sweeps.form_key("images")).set_value(3)
     at.number_input(key=sweeps.form_key("steps")).set_value(3)
     at.text_input(key=sweeps.form_key("eps")).set_value("0.3, 0.1")
