@@ -163,7 +163,8 @@ class AttackState:
 
     def signs(self) -> torch.Tensor:
         """Independent uniform ±1 per element, shaped like ``x`` (from this restart's stream)."""
-        s = torch.randint(0, 2, self.x.shape, generator=self.generator, dtype=torch.int8)
+        s = torch.randint(0, 2, self.x.shape, generator=self.generator, dtype=torch.int8,
+                          device="cpu")
         return s.to(device=self.x.device, dtype=self.x.dtype) * 2 - 1
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
@@ -493,7 +494,8 @@ def _iterates(info: AttackInfo, x0, epsilon, step_size, steps: int, restarts: in
         state = AttackState(x0, x0, 0, r, epsilon, step_size, _generator(seed, r),
                             gradient_for(r))
         if r and random_start:
-            u = torch.rand(x0.shape, generator=_generator(seed, r, "start"), dtype=torch.float32)
+            u = torch.rand(x0.shape, generator=_generator(seed, r, "start"), dtype=torch.float32,
+                           device="cpu")
             u = u.to(device=x0.device, dtype=x0.dtype)
             state.current = state.project(x0 + epsilon * (2 * u - 1))
         for t in range(1, steps + 1):

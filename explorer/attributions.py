@@ -173,9 +173,9 @@ def _seeded(shape, seed: int, x: torch.Tensor, kind: str) -> torch.Tensor:
     """Noise drawn on the CPU from a generator seeded with ``seed`` (device-independent)."""
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     if kind == "normal":
-        noise = torch.randn(shape, generator=gen, dtype=torch.float32)
+        noise = torch.randn(shape, generator=gen, dtype=torch.float32, device="cpu")
     else:
-        noise = torch.rand(shape, generator=gen, dtype=torch.float32)
+        noise = torch.rand(shape, generator=gen, dtype=torch.float32, device="cpu")
     return noise.to(device=x.device, dtype=x.dtype)
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from .. import chance, metrics
+from .. import device as device_choice
 from ..attacks import attack as run_attack
 from ..attributions import attribution_map
 from . import folder as results
@@ -213,16 +214,8 @@ class Dist:
 
 
 def _device_for(requested: str, local_rank: int) -> str:
-    if requested == "auto":
-        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked but no CUDA GPU is available; use "
-                             "--device cpu or auto")
-        return f"cuda:{local_rank}"
-    if requested == "cpu" or requested.startswith("cuda:"):
-        return requested
-    raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {requested!r}")
+    """The device of this process (chosen by :func:`explorer.device.choose`)."""
+    return device_choice.choose(requested, local_rank=local_rank)
 
 
 def _init_dist(device_request: str) -> tuple[Dist, str]:

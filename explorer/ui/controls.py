@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import streamlit as st
-import torch
 
 from explorer import attacks, attributions, data, models
+from explorer import device as device_choice
 
 from . import keys, link, picker
 from .state import DEVICES, Config, attack_specs
@@ -233,11 +233,11 @@ def _device_choice() -> tuple[str, str, str]:
     _init(keys.device(), "auto")
     choice = st.radio("Device", DEVICES, key=keys.device(), horizontal=True,
                       help="auto uses the GPU when one is available.")
-    has_cuda = torch.cuda.is_available()
-    if choice == "cuda" and not has_cuda:
-        return choice, "cpu", "No CUDA device here: running on the CPU."
-    resolved = "cuda" if (choice == "cuda" or (choice == "auto" and has_cuda)) else "cpu"
-    return choice, resolved, f"Running on: **{resolved}**"
+    resolved = device_choice.choose(choice, strict=False)  # the library's one device choice
+    note = device_choice.describe(resolved)
+    if choice == "cuda" and resolved == "cpu":
+        note = f"No CUDA GPU here: r{note[1:]}"
+    return choice, resolved, note
 
 
 def _region_controls(ds: str, info) -> tuple[int, int, int, int]:
@@ -345,7 +345,8 @@ def sidebar() -> Sidebar:
         st.number_input("Seed", min_value=0, max_value=link.SEED_MAX, step=1, key=keys.seed(),
                         help="Seeds the random attacks and SmoothGrad noise.")
         device_choice, device, device_note = _device_choice()
-        st.caption(device_note)
+        st.badge(device_note, icon=":material/memory:",
+                 color="green" if device.startswith("cuda") else "gray")
 
     h, w = info.size
     _init(keys.k(ds), min(info.defaults.eval_k, h * w))

@@ -15,22 +15,41 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from explorer import metrics, viz_sweeps
+from explorer import data, metrics, models, viz_sweeps
+from explorer import device as device_choice
 from explorer.evaluation import claims as paper_claims
+from explorer.evaluation import roots as results_roots
 from explorer.evaluation import summary
-from explorer.evaluation.folder import ResultsError
 from explorer.evaluation.plan import PAPER, EvalConfig, parse_number
 from explorer.evaluation.runner import run
 from explorer.attacks import ATTACKS
 from explorer.attributions import METHODS
+from explorer.ui import keys
 from explorer.ui.common import citation_caption, fmt, show_problem
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SEARCH_DIRS = ("results", "docs/results")
 LIVE_MAX_IMAGES = 50
 SET_KEYS = ("topk_intersection", "lens_recall", "lens_precision", "topk_div_intersection",
             "lens_recall_div", "lens_precision_div")
 RANK_KEYS = ("spearman", "kendall", "lens_spearman", "lens_kendall", "center_shift")
+
+# The page's widget keys (stable strings; the views' keys are built from OPEN / LIVE).
+MODE = keys.widget("sweeps", "mode")
+FOLDERS = keys.widget("sweeps", "folders")
+PATH = keys.widget("sweeps", "path")
+FORM = keys.widget("sweeps", "form")
+LIVE_ROWS = keys.widget("sweeps", "live", "rows")
+OPEN = ("sweeps", "open")
+LIVE = ("sweeps", "live")
+
+
+def form_key(name: str) -> str:
+    """The key of the live-sweep form's widget ``name``."""
+    return keys.widget(FORM, name)
+
+
+def view_key(prefix: tuple[str, ...], *parts: object) -> str:
+    """The key of a results-view widget: ``prefix`` is :data:`OPEN` or :data:`LIVE`."""
+    return keys.widget(*prefix, *parts)
 
 
 def _label(key: str) -> str:
@@ -39,19 +58,24 @@ def _label(key: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Loading (cached on the folder list and the files' modification times)
+# Loading (only under the configured roots; cached on the folders and their modification times)
 # --------------------------------------------------------------------------------------------
 
+def configured_roots() -> results_roots.ResultsRoots:
+    """The results roots: ``results_roots`` in Streamlit's secrets (a list of folders), else
+    the environment variable ``EXPLORER_RESULTS_ROOTS``, else docs/results and results."""
+    try:
+        value = st.secrets.get("results_roots")
+    except Exception:  # noqa: BLE001 - no secrets file (FileNotFoundError / parse errors)
+        value = None
+    if not isinstance(value, (str, list, tuple)):
+        value = None
+    return results_roots.configured_roots(value)
+
+
 def discover_folders() -> list[str]:
-    """Results folders (holding a config.json) under results/ and docs/results/."""
-    found = []
-    for base in SEARCH_DIRS:
-        root = REPO_ROOT / base
-        if not root.is_dir():
-            continue
-        for cfg in sorted(root.glob("*/config.json")):
-            found.append(str(cfg.parent.relative_to(REPO_ROOT)))
-    return found
+    """Results folders under the configured roots (see :func:`configured_roots`)."""
+    return results_roots.discover(configured_roots())
 
 
 def _stamp(folder: Path) -> float:
@@ -67,7 +91,7 @@ def _stamp(folder: Path) -> float:
 @st.cache_data(max_entries=8, show_spinner="Reading results…")
 def _load(folders: tuple[str, ...], stamps: tuple[float, ...]) -> summary.ResultSet:
     del stamps  # part of the cache key only
-    return summary.load_many([_resolve(f) for f in folders])
+    return summary.load_many([Path(f) for f in folders])  # already checked by the caller
 
 
 @st.cache_data(max_entries=8, show_spinner="Checking the claims…")
@@ -75,21 +99,16 @@ def _claims(folders: tuple[str, ...], stamps: tuple[float, ...]) -> list[paper_c
     return paper_claims.claims(_load(folders, stamps).rows)
 
 
-def _resolve(folder: str) -> Path:
-    p = Path(folder).expanduser()
-    return p if p.is_absolute() else REPO_ROOT / p
-
-
 # --------------------------------------------------------------------------------------------
 # Views
 # --------------------------------------------------------------------------------------------
 
-def _table_view(tab: pd.DataFrame, keys) -> None:
+def _table_view(tab: pd.DataFrame, metric_keys) -> None:
     show = pd.DataFrame({"model": tab["model"], "method": tab["method"],
                          "attack": [ATTACKS[a].name if a in ATTACKS else a for a in tab["attack"]],
                          "images": tab["n"], "accuracy": tab["accuracy"].round(3),
                          "found": tab["found"].round(3)})
-    for key in keys:
+    for key in metric_keys:
         if key in tab:
             show[metrics.METRICS[key].name] = [
                 f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]" if not math.isnan(m) else "undefined"
@@ -97,33 +116,34 @@ def _table_view(tab: pd.DataFrame, keys) -> None:
     st.dataframe(show, hide_index=True, width="stretch")
 
 
-def _results_views(rs: summary.ResultSet, key_prefix: str, claims=None) -> None:
+def _results_views(rs: summary.ResultSet, prefix: tuple[str, ...], claims=None) -> None:
     """Tables, figures, claims and run facts of ``rs``; ``claims`` computes the claim list
-    (default: :func:`explorer.evaluation.claims.claims` on the rows)."""
+    (default: :func:`explorer.evaluation.claims.claims` on the rows); ``prefix`` is
+    :data:`OPEN` or :data:`LIVE` (the widgets' keys)."""
     df = rs.rows
     c1, c2, c3, c4, c5 = st.columns(5)
-    dataset = c1.selectbox("Dataset", rs.datasets, key=f"{key_prefix}_dataset")
+    dataset = c1.selectbox("Dataset", rs.datasets, key=view_key(prefix, "dataset"))
     sub = df[df["dataset"] == dataset]
     ref = summary.reference(df, dataset)
     methods = list(dict.fromkeys(sub["method"]))
-    method = c2.selectbox("Method", methods, key=f"{key_prefix}_method",
+    method = c2.selectbox("Method", methods, key=view_key(prefix, "method"),
                           format_func=lambda m: METHODS[m].name if m in METHODS else m)
     eps_values = list(ref.eps_values)
     eps = c3.selectbox("ε", eps_values, index=eps_values.index(ref.epsilon),
-                       key=f"{key_prefix}_eps", format_func=lambda e: f"{e:.4g}")
+                       key=view_key(prefix, "eps"), format_func=lambda e: f"{e:.4g}")
     k = c4.selectbox("k", list(ref.k_values), index=list(ref.k_values).index(ref.k),
-                     key=f"{key_prefix}_k")
+                     key=view_key(prefix, "k"))
     w = c5.selectbox("w", list(ref.w_values), index=list(ref.w_values).index(ref.w),
-                     key=f"{key_prefix}_w")
+                     key=view_key(prefix, "w"))
     sel = summary.Reference(dataset, eps, k, w, ref.eps_values, ref.k_values, ref.w_values)
-    data = sub[sub["method"] == method]
-    st.caption(f"{len(data)} rows for {dataset} / {method}. Means over images with 95 % "
+    picked = sub[sub["method"] == method]
+    st.caption(f"{len(picked)} rows for {dataset} / {method}. Means over images with 95 % "
                "bootstrap intervals. Paper setting of this dataset: "
                f"ε = {ref.epsilon:.4g}, k = {ref.k}, w = {ref.w}.")
 
     t_table, t_eps, t_w, t_models, t_claims, t_runs = st.tabs(
         ["Table", "Metric vs ε", "Metric vs w", "Natural vs PGD", "Claims", "Runs"])
-    tab = summary.summary_table(data, dataset, ref=sel)
+    tab = summary.summary_table(picked, dataset, ref=sel)
     with t_table:
         if tab.empty:
             st.info("No rows at this ε.")
@@ -138,37 +158,37 @@ def _results_views(rs: summary.ResultSet, key_prefix: str, claims=None) -> None:
         if len(ref.eps_values) < 2:
             st.info("These results hold one ε only; run a sweep with several --eps values.")
         else:
-            keys = st.multiselect("Metrics", metrics.METRIC_KEYS, default=list(
-                summary.FIGURE_METRICS), key=f"{key_prefix}_eps_keys", format_func=_label)
-            curve = summary.curve_table(data, dataset, "epsilon",
-                                        keys or summary.FIGURE_METRICS, ref=sel)
+            picked_keys = st.multiselect("Metrics", metrics.METRIC_KEYS, default=list(
+                summary.FIGURE_METRICS), key=view_key(prefix, "eps_keys"), format_func=_label)
+            curve = summary.curve_table(picked, dataset, "epsilon",
+                                        picked_keys or summary.FIGURE_METRICS, ref=sel)
             for model in dict.fromkeys(curve["model"]):
                 c = curve[curve["model"] == model]
                 st.plotly_chart(viz_sweeps.plotly_curves(
-                    c, "epsilon", keys or summary.FIGURE_METRICS,
+                    c, "epsilon", picked_keys or summary.FIGURE_METRICS,
                     title=f"{dataset} / {model} / {method} (k = {k}, w = {w})"),
-                    key=f"{key_prefix}_epsfig_{model}")
+                    key=view_key(prefix, "epsfig", model))
             st.caption("Only images present at every ε of a curve are used.")
     with t_w:
-        keys = st.multiselect("Metrics", metrics.METRIC_KEYS,
+        picked_keys = st.multiselect("Metrics", metrics.METRIC_KEYS,
                               default=["topk_intersection", "lens_recall", "lens_recall_div"],
-                              key=f"{key_prefix}_w_keys", format_func=_label)
-        curve = summary.curve_table(data, dataset, "w", keys or ["lens_recall"], ref=sel)
+                              key=view_key(prefix, "w_keys"), format_func=_label)
+        curve = summary.curve_table(picked, dataset, "w", picked_keys or ["lens_recall"], ref=sel)
         for model in (dict.fromkeys(curve["model"]) if not curve.empty else []):
             c = curve[curve["model"] == model]
             st.plotly_chart(viz_sweeps.plotly_curves(
-                c, "w", keys or ["lens_recall"],
+                c, "w", picked_keys or ["lens_recall"],
                 title=f"{dataset} / {model} / {method} (ε = {eps:.4g}, k = {k})"),
-                key=f"{key_prefix}_wfig_{model}")
+                key=view_key(prefix, "wfig", model))
     with t_models:
-        models = set(tab["model"]) if not tab.empty else set()
-        if len(models) < 2:
+        model_set = set(tab["model"]) if not tab.empty else set()
+        if len(model_set) < 2:
             st.info("These results hold one model only.")
         else:
             st.plotly_chart(viz_sweeps.plotly_models(
                 tab, ("topk_intersection", "lens_recall", "lens_recall_div", "spearman"),
                 title=f"{dataset} / {method} (ε = {eps:.4g}, k = {k}, w = {w})"),
-                key=f"{key_prefix}_modelsfig")
+                key=view_key(prefix, "modelsfig"))
     with t_claims:
         st.caption("Each of the paper's claims (stated in the repository's docs/spec.md) at "
                    "every dataset's paper setting, with the rule used to call it; the same text "
@@ -200,34 +220,39 @@ def _results_views(rs: summary.ResultSet, key_prefix: str, claims=None) -> None:
 # --------------------------------------------------------------------------------------------
 
 def _live_sweep() -> None:
-    from explorer import data
-
     st.markdown("Run a small sweep here (a few images, in this browser session). Larger runs: "
                 "`python -m explorer evaluate` (see docs/reproduction.md).")
     datasets = [d for d in data.DATASETS if _models_of(d)]
     if not datasets:
         st.info("No shipped models are available on this machine.")
         return
-    with st.form("sweeps_form"):
+    with st.form(FORM):
         c1, c2, c3 = st.columns(3)
-        dataset = c1.selectbox("Dataset", datasets, format_func=lambda d: data.DATASETS[d].name)
+        dataset = c1.selectbox("Dataset", datasets, key=form_key("dataset"),
+                               format_func=lambda d: data.DATASETS[d].name)
         model_names = c2.multiselect("Models", ["natural", "pgd"], default=["natural", "pgd"],
+                                     key=form_key("models"),
                                      help="Model names of the dataset (natural, pgd).")
-        method = c3.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].name)
+        method = c3.selectbox("Method", list(METHODS), key=form_key("method"),
+                              format_func=lambda m: METHODS[m].name)
         attacks = st.multiselect("Attacks", [a for a, i in ATTACKS.items() if not i.needs_region],
-                                 default=["random_sign", "topk"],
+                                 default=["random_sign", "topk"], key=form_key("attacks"),
                                  format_func=lambda a: ATTACKS[a].name)
         c4, c5, c6, c7 = st.columns(4)
-        eps_text = c4.text_input("ε values", "paper", key="sweeps_form_eps",
+        eps_text = c4.text_input("ε values", "paper", key=form_key("eps"),
                                  help="Comma-separated, in [0, 1] pixel units (0.1, 8/255) or "
                                       "'paper'.")
-        n_images = c5.number_input("Images", 1, LIVE_MAX_IMAGES, 20, key="sweeps_form_images")
-        steps = c6.number_input("Attack steps P (0 = paper)", 0, 500, 0, key="sweeps_form_steps")
+        n_images = c5.number_input("Images", 1, LIVE_MAX_IMAGES, 20, key=form_key("images"))
+        steps = c6.number_input("Attack steps P (0 = paper)", 0, 500, 0, key=form_key("steps"))
         # Bundled samples first: they work on a fresh, offline machine; the test set needs files.
-        source = c7.selectbox("Images from", ["samples", "test"], key="sweeps_form_source",
+        source = c7.selectbox("Images from", ["samples", "test"], key=form_key("source"),
                               help="The bundled sample images, or the test set (needs the "
                                    "dataset files: python -m explorer data import).")
         go = st.form_submit_button("Run sweep", type="primary")
+    # The sidebar's device choice (kept across pages), else auto.
+    dev = device_choice.choose(st.session_state.get(keys.device(), "auto"), strict=False)
+    st.badge(device_choice.describe(dev), icon=":material/memory:",
+             color="green" if dev.startswith("cuda") else "gray")
     if go:
         try:
             eps = tuple(PAPER if e.strip() == PAPER else parse_number(e)
@@ -241,25 +266,24 @@ def _live_sweep() -> None:
             def progress(done, total, text):
                 bar.progress(done / max(total, 1), text=f"{done}/{total} rows — {text}")
 
-            df = run(cfg, None, progress=progress, device="cpu")
+            df = run(cfg, None, progress=progress, device=dev)
             bar.progress(1.0, text=f"Done: {len(df)} rows.")
-            st.session_state["sweeps_live_rows"] = df
+            st.session_state[LIVE_ROWS] = df
         except (ValueError, RuntimeError) as exc:
             show_problem(exc, "The sweep could not run")
             return
-    df = st.session_state.get("sweeps_live_rows")
+    df = st.session_state.get(LIVE_ROWS)
     if df is not None and len(df):
         df = df.copy()
         df.insert(0, "run", "live")
         rs = summary.ResultSet(df, [Path("live sweep")], [{}], [[]])
-        _results_views(rs, "sweeps_live")
+        _results_views(rs, LIVE)
         st.download_button("Download rows (CSV)", df.to_csv(index=False).encode(),
                            file_name="sweep.csv", mime="text/csv")
 
 
 def _models_of(dataset: str) -> list[str]:
     try:
-        from explorer import models
         return [m.name for m in models.models_for(dataset)]
     except Exception:  # noqa: BLE001 - a registry problem just hides the dataset
         return []
@@ -274,37 +298,42 @@ def render() -> None:
     st.markdown("Mean scores over many images, with 95 % bootstrap intervals, for the attacks "
                 "and metrics of the explorer; and the paper's four claims checked against them.")
     mode = st.segmented_control("Source", ["Open results", "Run a small sweep"],
-                                default="Open results", key="sweeps_mode")
+                                default="Open results", key=MODE)
     if mode == "Run a small sweep":
         _live_sweep()
         citation_caption()
         return
-    options = discover_folders()
+    roots = configured_roots()
+    options = results_roots.discover(roots)
     chosen = st.multiselect(
         "Results folders", options,
         default=[f for f in options if f.startswith("docs/results")] or options[:3],
-        key="sweeps_folders",
-        help="Folders written by `python -m explorer evaluate --out FOLDER` under results/ or "
-             "docs/results/. Several folders are combined (a row repeated by a later folder is "
-             "counted once).")
-    extra = st.text_input("…or a folder path", "", key="sweeps_path",
-                          placeholder="/path/to/results/folder")
-    folders = list(chosen) + ([extra.strip()] if extra.strip() else [])
+        key=FOLDERS,
+        help="Folders written by `python -m explorer evaluate --out FOLDER` under "
+             f"{roots.label()} (the configured folders). Several folders are combined (a row "
+             "repeated by a later folder is counted once).")
+    # Kept beside the list: paste the --out path that `evaluate` printed, or reach a folder
+    # deeper than the list looks (results_roots.MAX_DEPTH levels); checked like the list.
+    extra = st.text_input(f"…or a folder under {roots.label()}", "", key=PATH,
+                          placeholder="results/my-run", max_chars=results_roots.MAX_TEXT)
+    folders = list(dict.fromkeys(list(chosen) + ([extra.strip()] if extra.strip() else [])))
     if not folders:
         st.info("No results folder chosen. Make one with `python -m explorer evaluate --datasets "
                 "mnist --n-images 50 --out results/mnist50`, or run a small sweep here.")
         citation_caption()
         return
     try:
-        paths = [_resolve(f) for f in folders]
-        for p in paths:
-            if not p.is_dir():
-                raise ResultsError(f"{p} is not a folder")
+        paths = [roots.check(f) for f in folders]
+    except results_roots.RootsError as exc:
+        st.error(str(exc), icon=":material/folder_off:")
+        citation_caption()
+        return
+    try:
         key = (tuple(str(p) for p in paths), tuple(_stamp(p) for p in paths))
         rs = _load(*key)
     except (ValueError, OSError) as exc:
         show_problem(exc, "These results cannot be shown")
         citation_caption()
         return
-    _results_views(rs, "sweeps_open", claims=lambda: _claims(*key))
+    _results_views(rs, OPEN, claims=lambda: _claims(*key))
     citation_caption()

@@ -18,6 +18,8 @@ from explorer.evaluation.plan import EvalConfig  # noqa: E402
 from explorer.evaluation.runner import run  # noqa: E402
 from explorer.evaluation.schema import metric_column  # noqa: E402
 from explorer.evaluation import summary  # noqa: E402
+from explorer.evaluation.roots import ROOTS_ENV  # noqa: E402
+from explorer.ui import sweeps  # noqa: E402
 
 SCRIPT = f"""
 import sys
@@ -37,17 +39,20 @@ def toy_folder(tmp_path_factory):
     return folder
 
 
-def open_page(path: str) -> AppTest:
+def open_page(path: str, monkeypatch, root=None) -> AppTest:
+    """The page with ``root`` (default: ``path``'s parent) as the only results root, ``path``
+    typed into the folder box."""
+    monkeypatch.setenv(ROOTS_ENV, str(root or Path(path).parent))
     at = AppTest.from_string(SCRIPT, default_timeout=120)
     at.run()
-    at.multiselect(key="sweeps_folders").set_value([])
-    at.text_input(key="sweeps_path").set_value(path)
+    at.multiselect(key=sweeps.FOLDERS).set_value([])
+    at.text_input(key=sweeps.PATH).set_value(path)
     at.run()
     return at
 
 
-def test_page_shows_the_report_numbers(toy_folder):
-    at = open_page(str(toy_folder))
+def test_page_shows_the_report_numbers(toy_folder, monkeypatch):
+    at = open_page(str(toy_folder), monkeypatch)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     # Default selection: the largest ε (the toy dataset has no paper ε), k = 5, w = 1.
@@ -65,7 +70,7 @@ def test_page_shows_the_report_numbers(toy_folder):
     for n in (1, 2, 3, 4):
         assert any(label.startswith(f"Claim {n}:") for label in labels), labels
     # Changing w changes the LENS column to the w = 2 values.
-    at.selectbox(key="sweeps_open_w").set_value(2)
+    at.selectbox(key=sweeps.view_key(sweeps.OPEN, "w")).set_value(2)
     at.run()
     shown = at.dataframe[0].value
     want2 = summary.summary_table(rows, "toy", w=2)
@@ -75,14 +80,42 @@ def test_page_shows_the_report_numbers(toy_folder):
     assert cell.startswith(f"{want2['lens_recall']:.3f} [")
 
 
-def test_bad_folder_is_a_message(tmp_path):
-    at = open_page(str(tmp_path / "missing"))
+def test_list_offers_the_folders_of_the_configured_roots(toy_folder, tmp_path, monkeypatch):
+    """The folders found under the roots are listed; choosing one from the list shows it.
+    Streamlit's secrets (``results_roots``) come before the environment variable."""
+    other = tmp_path / "other-root"
+    (other / "not-results").mkdir(parents=True)  # no config.json: not listed
+    monkeypatch.setenv(ROOTS_ENV, str(other))
+    at = AppTest.from_string(SCRIPT, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key=sweeps.FOLDERS).options == []
+    assert any("No results folder chosen" in i.value for i in at.info)
+    at = AppTest.from_string(SCRIPT, default_timeout=120)
+    at.secrets["results_roots"] = [str(toy_folder.parent)]
+    at.run()
+    box = at.multiselect(key=sweeps.FOLDERS)
+    assert box.options == [str(toy_folder)]
+    assert str(toy_folder.parent) in box.help  # the help names the configured roots
+    box.set_value([str(toy_folder)])
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.selectbox(key=sweeps.view_key(sweeps.OPEN, "dataset")).value == "toy"
+    assert len(at.dataframe) >= 2
+
+
+def test_bad_folder_is_a_message(tmp_path, monkeypatch):
+    # A missing folder is refused like any folder outside the roots (nothing says it is absent).
+    at = open_page(str(tmp_path / "missing"), monkeypatch)
     assert not at.exception
-    assert any("is not a folder" in e.value for e in at.error)
+    assert [e.value for e in at.error] == [
+        f"Results are read only from the configured folders: {tmp_path}. Choose one of the "
+        "folders listed."]
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "config.json").write_text("{not json")
-    at = open_page(str(bad))
+    at = open_page(str(bad), monkeypatch)
     assert not at.exception
     assert any("config.json, line 1: not valid JSON" in e.value for e in at.error)
 
@@ -93,12 +126,12 @@ def test_committed_reproduction_opens_by_default():
     at = AppTest.from_string(SCRIPT, default_timeout=180)
     at.run()
     assert not at.exception, at.exception
-    chosen = at.multiselect(key="sweeps_folders").value
+    chosen = at.multiselect(key=sweeps.FOLDERS).value
     assert chosen and all(f.startswith("docs/results") for f in chosen)
     # MNIST, Simple Gradients, paper setting (ε = 0.3, k = 100, w = 1): the table shows the
     # report's numbers for the committed rows.
-    assert at.selectbox(key="sweeps_open_dataset").value == "mnist"
-    at.selectbox(key="sweeps_open_method").set_value("saliency")
+    assert at.selectbox(key=sweeps.view_key(sweeps.OPEN, "dataset")).value == "mnist"
+    at.selectbox(key=sweeps.view_key(sweeps.OPEN, "method")).set_value("saliency")
     at.run()
     rs = summary.load_many([ROOT / f for f in chosen])
     tab = summary.summary_table(rs.rows[rs.rows["method"] == "saliency"], "mnist")
@@ -117,18 +150,24 @@ def test_live_sweep_runs_with_progress_and_shows_rows():
         pytest.skip("the shipped MNIST models are not present")
     at = AppTest.from_string(SCRIPT, default_timeout=240)
     at.run()
-    at.segmented_control(key="sweeps_mode").set_value("Run a small sweep")
+    at.segmented_control(key=sweeps.MODE).set_value("Run a small sweep")
     at.run()
     assert not at.exception, at.exception
-    at.number_input(key="sweeps_form_images").set_value(3)
-    at.number_input(key="sweeps_form_steps").set_value(3)
-    at.text_input(key="sweeps_form_eps").set_value("0.3, 0.1")
-    assert at.selectbox(key="sweeps_form_source").value == "samples"  # works without data files
-    at.button(key="FormSubmitter:sweeps_form-Run sweep").click()
+    # The device badge of the sweep (the sidebar's choice, else auto: the CPU here).
+    from explorer import device
+
+    if not device.cuda_available():
+        assert any(f"Running on CPU ({device.cpu_cores()} core" in m.value
+                   for m in at.markdown), [m.value for m in at.markdown]
+    at.number_input(key=sweeps.form_key("images")).set_value(3)
+    at.number_input(key=sweeps.form_key("steps")).set_value(3)
+    at.text_input(key=sweeps.form_key("eps")).set_value("0.3, 0.1")
+    assert at.selectbox(key=sweeps.form_key("source")).value == "samples"  # works without data files
+    at.button(key=f"FormSubmitter:{sweeps.FORM}-Run sweep").click()
     at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    rows = at.session_state["sweeps_live_rows"]
+    rows = at.session_state[sweeps.LIVE_ROWS]
     # 3 images × 2 models × 2 attacks (random sign, top-k) × 2 ε, every metric present.
     assert len(rows) == 24
     assert set(rows["epsilon"]) == {0.3, 0.1} and set(rows["model"]) == {"natural", "pgd"}

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from explorer.evaluation.roots import ROOTS_ENV
+from explorer.ui import sweeps
+
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = ROOT / "docs" / "results" / "repro-eps-mnist-wide"  # the smallest committed folder
 SCRIPT = f"""
@@ -67,11 +70,12 @@ def test_report_into_an_unwritable_folder_says_so(tmp_path):
     assert ok.returncode == 0, ok.stderr
 
 
-def test_sweeps_page_shows_a_message_for_a_damaged_folder(damaged):
+def test_sweeps_page_shows_a_message_for_a_damaged_folder(damaged, monkeypatch):
+    monkeypatch.setenv(ROOTS_ENV, str(damaged.parent))  # the page reads only under its roots
     at = AppTest.from_string(SCRIPT, default_timeout=120)
     at.run()
-    at.multiselect(key="sweeps_folders").set_value([])
-    at.text_input(key="sweeps_path").set_value(str(damaged))
+    at.multiselect(key=sweeps.FOLDERS).set_value([])
+    at.text_input(key=sweeps.PATH).set_value(str(damaged))
     at.run()
     assert not at.exception
     text = " ".join(e.value for e in at.error) + " ".join(w.value for w in at.warning)

@@ -301,7 +301,7 @@ def test_random_sign_needs_no_step_arguments_and_model_untouched(trained):
     assert isinstance(net[1], nn.ReLU) and not net.training
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("kind", ["topk", "random_walk"])
 def test_runs_on_cuda(trained, kind):
     import copy

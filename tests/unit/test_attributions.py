@@ -308,7 +308,7 @@ def test_model_in_training_mode_is_refused(x):
         A.attribute(Linear().train(), x)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("method", list(A.METHODS))
 def test_cuda_matches_cpu(method, x):
     model = smooth_cnn()
