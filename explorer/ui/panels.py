@@ -26,7 +26,7 @@ from .common import fmt
 from .state import CHART_W, W_MAX
 
 __all__ = ["CHART_DEFAULT", "FAMILIES", "NO_X_PRIME", "Missing", "Pair", "PanelInput",
-           "UNDEFINED_WHY", "analysis", "metric_table_html"]
+           "UNDEFINED_WHY", "analysis", "chart_data", "metric_table_html"]
 
 # Presentation only: which classical metric each LENS metric relaxes (rows of the table).
 FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -234,27 +234,51 @@ def _per_pair(batched: dict[str, list[float]], n: int) -> list[dict[str, float]]
     return [{key: float(v[i]) for key, v in batched.items()} for i in range(n)]
 
 
-def _chart(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]) -> None:
+def chart_data(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]):
+    """``(xs, series, bands, x_title, marker)`` of the chart against ``axis`` ("w" or "k"):
+    one series per (metric, pair) and, when the panel has a chance source, one chance band per
+    metric (:func:`chance_stages.chart_bands`: unrelated-image mean ± 1 sd, the first pair's
+    shuffled-map level as the dotted line)."""
     key, a, b = _stacked(panel.pairs)
     n = len(panel.pairs)
     if axis == "w":
         xs = list(CHART_W)
-        per_x = [_per_pair(stages.scores(key, a, b, k, wv), n) for wv in xs]
+        points = [(k, wv) for wv in xs]
         title, marker = "w (neighbourhood radius, px)", w
     else:
         xs = stages.k_grid(panel.height * panel.width, k)
-        per_x = [_per_pair(stages.scores(key, a, b, kv, w), n) for kv in xs]
+        points = [(kv, w) for kv in xs]
         title, marker = "k (pixels)", k
+    per_x = [_per_pair(stages.scores(key, a, b, kv, wv), n) for kv, wv in points]
     series = []
     for metric in chosen:
         for i, pair in enumerate(panel.pairs):
             series.append(dict(name=f"{metrics.METRICS[metric].name} · {pair.label}",
                                y=[row[i][metric] for row in per_x], group=metric,
                                dashed=i > 0))
+    bands = []
+    if panel.chance_source is not None:
+        first = panel.pairs[0]
+        levels = chance_stages.chart_bands(*panel.chance_source, first.key, first.a, first.b,
+                                           points, chosen)
+        bands = [dict(group=metric, name=metrics.METRICS[metric].name, lo=levels[metric].lo,
+                      hi=levels[metric].hi, line=levels[metric].permutation)
+                 for metric in chosen]
+    return xs, series, bands, title, marker
+
+
+def _chart(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]) -> None:
+    xs, series, bands, title, marker = chart_data(panel, k, w, axis, chosen)
     fig = viz.metric_lines(xs, series, x_title=title, marker_x=marker,
-                           log_x=(axis == "k"))
+                           log_x=(axis == "k"), bands=bands)
     st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
                     key=keys.widget(panel.key, "chart", axis))
+    if bands:
+        st.caption("Shaded: each metric's chance level, the mean ± 1 sd of the same metric "
+                   "between the maps of unrelated bundled images (same model and method); "
+                   f"dotted: its expected value when the {panel.pairs[0].label} map's values are "
+                   "shuffled over the pixels (on large maps only where it has a closed form). "
+                   "A line inside its band is no better than chance.")
 
 
 def _notes(panel: PanelInput, values: list[dict[str, float]]) -> None:
