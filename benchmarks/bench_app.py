@@ -128,7 +128,7 @@ def bench_fragment(repeats: int, datasets=("mnist", "imagenet")) -> list[dict]:
 
     import streamlit as st
 
-    from explorer.ui import background, panels
+    from explorer.ui import background, chance_stages, panels
     from explorer.ui.state import CHART_W
 
     _quiet_streamlit()
@@ -170,15 +170,22 @@ def bench_fragment(repeats: int, datasets=("mnist", "imagenet")) -> list[dict]:
                     for name, panel in variants.items():
                         st.cache_data.clear()
                         store.values.clear()
+                        chance_stages._LENS.values.clear()
                         # the unrelated-image maps are computed once per (model, method) by the
                         # app: keep them warm, as after the first view
                         _fragment_once(panel, base_k, 1, "history")
                         if move == "w prefetched":  # what the page does after drawing the table
                             background.prefetch_without_k(key, a_, b_, CHART_W)
-                            while any(store.get((key, wv)) is None for wv in CHART_W):
+                            if panel.chance_source is not None:
+                                first = panel.pairs[0]
+                                chance_stages.prefetch_lens(*panel.chance_source, first.key,
+                                                            first.a, first.b, CHART_W)
+                            while (any(store.get((key, wv)) is None for wv in CHART_W)
+                                   or chance_stages._LENS.busy):
                                 time.sleep(0.05)
                         elif move == "w":
                             store.values.clear()
+                            chance_stages._LENS.values.clear()
                         _fragment_once(panel, base_k, 1, tab)  # the view before the move
                         rows[name].append(_fragment_once(panel, k, w, tab))
                 meds = {}

@@ -365,6 +365,9 @@ def analysis(panel: PanelInput) -> None:
         st.caption(f":material/warning: {text}")
     # Rank correlations depend on w only: have them ready for the next w moves.
     background.prefetch_without_k(key, a, b, CHART_W)
+    if panel.chance_source is not None:  # and so do the LENS correlations' chance levels
+        chance_stages.prefetch_lens(*panel.chance_source, panel.pairs[0].key, panel.pairs[0].a,
+                                    panel.pairs[0].b, CHART_W)
 
     shown = panel.pairs[labels.index(shown_label)]
     _notes(panel, values)
