@@ -93,8 +93,8 @@ def render() -> None:
                 pairs.append(panels.Pair(label, f"{mcfg.fingerprint()}:{device}:attack",
                                          orig.map, res.map_adv))
             else:  # x′ = x would score 1.000 everywhere: its cells say so instead
-                missing.append(panels.Missing(label, "try more steps, a smaller step size α, "
-                                                     "more restarts or another seed"))
+                missing.append(panels.Missing(label, "Try more steps P, a smaller step size α, "
+                                                     "more restarts R or another seed."))
             histories[label] = res.history
     if len(pairs) + len(missing) < 2:
         if not clicked:

@@ -38,10 +38,13 @@ def _banner(ds: str, orig: OriginalMap, res: AttackOutcome | None, inp: flow.Inp
         st.error(text + "**label changed**.", icon=":material/error:")
 
 
-def _no_x_advice(epsilon: float | None = None) -> str:
-    """What the sidebar offers when an attack found no label-preserving x′."""
+def _no_x_advice(epsilon: float | None = None, short: bool = False) -> str:
+    """What the sidebar offers when an attack found no label-preserving x′ (``short``: for the
+    table cell)."""
     if epsilon is not None and epsilon <= 0:
-        return "ε is 0, so no perturbation is allowed: raise ε."
+        return "ε is 0: raise ε." if short else "ε is 0, so no perturbation is allowed: raise ε."
+    if short:
+        return "Try more steps P, a smaller step size α, more restarts R or another seed."
     return ("Try more steps P, a smaller step size α, more restarts R (each starts at a random "
             "point of the ε-ball) or another seed, in the sidebar's attack settings.")
 
@@ -156,7 +159,7 @@ def render() -> None:
         histories["attack"] = res.history
         images_b["attack"] = res.x_adv
     elif res is not None:  # x′ = x would score 1.000 everywhere: its cells say so instead
-        missing = (panels.Missing("attack", _no_x_advice(eps)),)
+        missing = (panels.Missing("attack", _no_x_advice(eps, short=True)),)
         histories["attack"] = res.history
     if rand is not None and rand.found:
         note = (f"drawn with seed {rand.seed} (the draws with seeds {cfg.seed} to "

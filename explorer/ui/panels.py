@@ -152,13 +152,14 @@ table.xm-table td.xm-chance {text-align: right; white-space: nowrap; opacity: 0.
 table.xm-table .xm-norm {font-size: 0.72rem; opacity: 0.7;}
 table.xm-table td.xm-missing {vertical-align: top; max-width: 9rem; white-space: normal;
   font-size: 0.8rem; font-style: italic; opacity: 0.85; text-align: center;}
+table.xm-table .xm-advice {font-size: 0.74rem; font-style: normal; opacity: 0.8;}
 </style>
 """
 
 
 def _missing_cell(col: Missing, n_rows: int, lens: bool) -> str:
     advice = "" if lens or not col.advice else (
-        f'<br><span class="xm-formula">{html.escape(col.advice)}</span>')
+        f'<br><span class="xm-advice">{html.escape(col.advice)}</span>')
     return (f'<td class="xm-missing" rowspan="{n_rows}" data-missing="{html.escape(col.label)}">'
             f"{NO_X_PRIME}{advice}</td>")
 
