@@ -8,10 +8,11 @@ import os
 # Before torch is imported anywhere (see explorer/__init__.py): OpenMP threads sleep, not spin.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import importlib  # noqa: E402
+
 import streamlit as st  # noqa: E402
 
-from explorer.ui import (compare_page, explorer_page, lesson_page, poll_page,  # noqa: E402
-                         study_admin, study_page, sweeps)
+from explorer.ui import explorer_page  # noqa: E402
 from explorer.ui.common import APP_TITLE, guarded, page_style  # noqa: E402
 
 st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout="wide",
@@ -19,20 +20,31 @@ st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout=
 page_style()
 
 
+def _lazy(module: str, guard: bool = False):
+    """The ``render`` of ``explorer.ui.<module>``, imported on the page's first visit: the first
+    load then imports the explorer page only (the lesson, study and Sweeps pages pull in
+    matplotlib, scipy.stats and pandas)."""
+    def render() -> None:
+        fn = importlib.import_module(f"explorer.ui.{module}").render
+        (guarded(fn) if guard else fn)()
+    render.__name__ = render.__qualname__ = f"render_{module}"
+    return render
+
+
 pages = [
     st.Page(explorer_page.render, title="Explorer", icon=":material/visibility:",
             url_path="explorer", default=True),
-    st.Page(compare_page.render, title="Compare models", icon=":material/compare:",
+    st.Page(_lazy("compare_page"), title="Compare models", icon=":material/compare:",
             url_path="compare"),
-    st.Page(guarded(sweeps.render), title="Sweeps", icon=":material/monitoring:",
+    st.Page(_lazy("sweeps", guard=True), title="Sweeps", icon=":material/monitoring:",
             url_path="sweeps"),
-    st.Page(guarded(lesson_page.render), title="Lessons", icon=":material/school:",
+    st.Page(_lazy("lesson_page", guard=True), title="Lessons", icon=":material/school:",
             url_path="lesson"),
-    st.Page(guarded(poll_page.render), title="Join a class poll", icon=":material/how_to_vote:",
-            url_path="poll"),
-    st.Page(study_page.render, title="Study (participant)", icon=":material/person:",
+    st.Page(_lazy("poll_page", guard=True), title="Join a class poll",
+            icon=":material/how_to_vote:", url_path="poll"),
+    st.Page(_lazy("study_page"), title="Study (participant)", icon=":material/person:",
             url_path="study"),
-    st.Page(study_admin.render, title="Studies (researcher)", icon=":material/science:",
+    st.Page(_lazy("study_admin"), title="Studies (researcher)", icon=":material/science:",
             url_path="study-admin"),
 ]
 st.navigation(pages).run()

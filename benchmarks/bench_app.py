@@ -74,20 +74,28 @@ def _pair(dataset: str, model: str, sample: int = 0):
 
 
 def _fragment_once(panel, k: int, w: int, tab: str) -> dict[str, float]:
-    """One k / w move as the fragment does it; returns the time of each part in ms."""
+    """One k / w move as the fragment does it; returns the time of each part in ms. With
+    ``panel.chance_source`` set, the table's chance levels (``chance_stages.table_chance``) and
+    the charts' chance bands (``panels.chart_data``) are part of it, as on the explorer page."""
     import numpy as np
     import plotly.io as pio
 
     from explorer import viz
-    from explorer.ui import panels, stages
-    from explorer.ui.state import CHART_W
+    from explorer.ui import chance_stages, panels, stages
 
     t = {}
     t0 = time.perf_counter()
     key, a, b = panels._stacked(panel.pairs)
     values = panels._per_pair(stages.scores(key, a, b, k, w), len(panel.pairs))
     t1 = time.perf_counter()
-    html = panels.metric_table_html(values, [p.label for p in panel.pairs], k=k, w=w)
+    cells = None
+    if panel.chance_source is not None:
+        first = panel.pairs[0]
+        cells = chance_stages.table_chance(*panel.chance_source, first.key, first.a, first.b,
+                                           k, w)
+    tc = time.perf_counter()
+    html = panels.metric_table_html(values, [p.label for p in panel.pairs], k=k, w=w,
+                                    chance_cells=cells)
     t2 = time.perf_counter()
     shown = panel.pairs[0]
     m = stages.masks(shown.key, shown.a, shown.b, k, w) if tab in ("overlap", "diverse") else None
@@ -98,54 +106,58 @@ def _fragment_once(panel, k: int, w: int, tab: str) -> dict[str, float]:
         fig = viz.diverse_figure(shown.a, shown.b, m, k=k, w=w, show_squares=True)
     elif tab == "history":
         fig = viz.history_chart(panel.histories, measure="top-k intersection")
-    else:  # "vs_w" / "vs_k": the chart's scores (cache misses) and its figure
+    else:  # "vs_w" / "vs_k": the chart's scores and chance bands (cache misses), its figure
         axis = tab[-1]
-        xs = list(CHART_W) if axis == "w" else stages.k_grid(panel.height * panel.width, k)
-        rows = [panels._per_pair(stages.scores(key, a, b, (k if axis == "w" else xv),
-                                               (xv if axis == "w" else w)), len(panel.pairs))
-                for xv in xs]
-        series = [dict(name=f"{mk} {i}", y=[r[i][mk] for r in rows], group=mk, dashed=i > 0)
-                  for mk in panels.CHART_DEFAULT for i in range(len(panel.pairs))]
-        fig = viz.metric_lines(xs, series, x_title=axis, log_x=axis == "k")
+        xs, series, bands, title, marker = panels.chart_data(panel, k, w, axis,
+                                                             panels.CHART_DEFAULT)
+        fig = viz.metric_lines(xs, series, x_title=title, marker_x=marker, log_x=axis == "k",
+                               bands=bands)
     payload = pio.to_json(fig, validate=False)
     t4 = time.perf_counter()
-    t.update(scores=(t1 - t0) * 1e3, table=(t2 - t1) * 1e3, masks=(t3 - t2) * 1e3,
-             figure=(t4 - t3) * 1e3, total=(t4 - t0) * 1e3, bytes=len(payload) + len(html))
+    t.update(scores=(t1 - t0) * 1e3, chance=(tc - t1) * 1e3, table=(t2 - tc) * 1e3,
+             masks=(t3 - t2) * 1e3, figure=(t4 - t3) * 1e3, total=(t4 - t0) * 1e3,
+             bytes=len(payload) + len(html))
     assert np.isfinite(values[0]["topk_intersection"])
     return t
 
 
-def bench_fragment(repeats: int) -> list[dict]:
+def bench_fragment(repeats: int, datasets=("mnist", "imagenet")) -> list[dict]:
+    """Each (tab, move) case with and without the chance levels, the two measured in alternating
+    moves (same k / w sequence) so that load changes hit both alike; the ratio is with/without."""
+    import dataclasses
+
     import streamlit as st
 
-    from explorer.ui import background, panels
+    from explorer.ui import background, chance_stages, panels
     from explorer.ui.state import CHART_W
 
     _quiet_streamlit()
     out = []
-    for dataset, model in (("mnist", "natural"), ("imagenet", "efficientnet_lite0")):
+    names = {"mnist": "natural", "imagenet": "efficientnet_lite0"}
+    for dataset in datasets:
+        model = names[dataset]
         a, b, r, x, x_adv, hist = _pair(dataset, model)
         h, w_ = a.shape
-        panel = panels.PanelInput(
+        plain = panels.PanelInput(
             dataset=dataset, height=h, width=w_,
             pairs=[panels.Pair("attack", f"bench-{dataset}-attack", a, b),
                    panels.Pair("random sign", f"bench-{dataset}-random", a, r)],
             histories={"attack": hist})
+        with_chance = dataclasses.replace(
+            plain, chance_source=((dataset, model, "cpu"), "saliency", ()))
+        variants = {"without chance": plain, "with chance": with_chance}
         base_k = 100 if dataset == "mnist" else 1000
         store = background.rank_score_store()
-        key, a_, b_ = panels._stacked(panel.pairs)
+        key, a_, b_ = panels._stacked(plain.pairs)
         for tab in ("overlap", "diverse", "vs_w", "vs_k", "history"):
             for move in ("k", "w", "w prefetched"):
                 if move != "k" and tab not in ("overlap", "vs_k"):
                     continue
-                st.cache_data.clear()
-                store.values.clear()
-                _fragment_once(panel, base_k, 1, tab)  # warm-up (imports, first allocations)
-                if move == "w prefetched":  # what the page does after drawing the table
-                    background.prefetch_without_k(key, a_, b_, CHART_W)
-                    while any(store.get((key, wv)) is None for wv in CHART_W):
-                        time.sleep(0.05)
-                rows = []
+                rows = {name: [] for name in variants}
+                for name, panel in variants.items():
+                    st.cache_data.clear()
+                    store.values.clear()
+                    _fragment_once(panel, base_k, 1, tab)  # warm-up (imports, first allocations)
                 for i in range(repeats):
                     # A k or w not seen by the scores cache, as for a new slider position; for
                     # "w" the rank correlations are not ready either (first visit of that w).
@@ -153,20 +165,45 @@ def bench_fragment(repeats: int) -> list[dict]:
                         k, w = base_k + 1 + i, 1
                     elif move == "w":
                         k, w = base_k, 2 + i % 4
-                        store.values.clear()
                     else:
                         k, w = base_k, (0, 2, 3, 4, 5)[i % 5]
-                    st.cache_data.clear()
-                    rows.append(_fragment_once(panel, k, w, tab))
-                med = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
-                best = min(r["total"] for r in rows)
-                out.append(dict(dataset=dataset, size=f"{h}x{w_}", tab=tab, move=move,
-                                best_total=best, **med))
-                print(f"{dataset:9s} {h}x{w_} {move:>12s} move, tab={tab:8s} total median "
-                      f"{med['total']:7.1f} ms, best {best:6.1f} ms  (median parts: scores "
-                      f"{med['scores']:.1f}, masks "
-                      f"{med['masks']:.1f}, table {med['table']:.1f}, figure+json "
-                      f"{med['figure']:.1f}; {med['bytes'] / 1e3:.0f} kB)", flush=True)
+                    for name, panel in variants.items():
+                        st.cache_data.clear()
+                        store.values.clear()
+                        chance_stages._LENS.values.clear()
+                        # the unrelated-image maps are computed once per (model, method) by the
+                        # app: keep them warm, as after the first view
+                        _fragment_once(panel, base_k, 1, "history")
+                        if move == "w prefetched":  # what the page does after drawing the table
+                            background.prefetch_without_k(key, a_, b_, CHART_W)
+                            if panel.chance_source is not None:
+                                first = panel.pairs[0]
+                                chance_stages.prefetch_lens(*panel.chance_source, first.key,
+                                                            first.a, first.b, CHART_W)
+                            while (any(store.get((key, wv)) is None for wv in CHART_W)
+                                   or chance_stages._LENS.busy):
+                                time.sleep(0.05)
+                        elif move == "w":
+                            store.values.clear()
+                            chance_stages._LENS.values.clear()
+                        _fragment_once(panel, base_k, 1, tab)  # the view before the move
+                        rows[name].append(_fragment_once(panel, k, w, tab))
+                meds = {}
+                for name in variants:
+                    med = {key: statistics.median(r[key] for r in rows[name])
+                           for key in rows[name][0]}
+                    best = min(r["total"] for r in rows[name])
+                    meds[name] = med
+                    out.append(dict(dataset=dataset, size=f"{h}x{w_}", tab=tab, move=move,
+                                    variant=name, best_total=best, **med))
+                    print(f"{dataset:9s} {h}x{w_} {move:>12s} move, tab={tab:8s} {name:15s} "
+                          f"total median {med['total']:7.1f} ms, best {best:6.1f} ms  (median "
+                          f"parts: scores {med['scores']:.1f}, chance {med['chance']:.1f}, "
+                          f"masks {med['masks']:.1f}, table {med['table']:.1f}, figure+json "
+                          f"{med['figure']:.1f}; {med['bytes'] / 1e3:.0f} kB)", flush=True)
+                print(f"{'':9s} with/without chance: "
+                      f"{meds['with chance']['total'] / meds['without chance']['total']:.2f}x",
+                      flush=True)
     return out
 
 
@@ -249,13 +286,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--datasets", default="mnist,imagenet",
+                   help="fragment part: comma-separated, of mnist and imagenet")
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     results: dict = {"threads": args.threads, "torch": torch.__version__}
     if args.part in ("fragment", "all"):
-        results["fragment"] = bench_fragment(args.repeats)
+        results["fragment"] = bench_fragment(args.repeats, tuple(args.datasets.split(",")))
     if args.part in ("firstload", "all"):
         results["firstload"] = bench_firstload()
     if args.part in ("memory", "all"):

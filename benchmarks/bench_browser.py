@@ -83,19 +83,52 @@ def first_load(browser, dataset: str) -> tuple[float, float]:
     return t1 - t0, t3 - t2
 
 
+def compare_first_load(browser, other_app: str, rounds: int) -> None:
+    """MNIST first loads of this checkout and of ``other_app`` (a ``streamlit_app.py`` of
+    another checkout, which then imports its own ``explorer``), alternating, fresh servers."""
+    import os
+
+    times: dict[str, list[float]] = {"this": [], "other": []}
+    for r in range(rounds):
+        for name in ("other", "this"):
+            if name == "other":
+                os.environ["EXPLORER_APP"] = other_app
+            else:
+                os.environ.pop("EXPLORER_APP", None)
+            start, load = first_load(browser, "mnist")
+            times[name].append(load)
+            print(f"round {r + 1}: {name:5s} server start {start:.1f} s, page -> first maps "
+                  f"{load:.1f} s", flush=True)
+    os.environ.pop("EXPLORER_APP", None)
+    this, other = statistics.median(times["this"]), statistics.median(times["other"])
+    print(f"first load MNIST, median of {rounds}: this {this:.1f} s, other ({other_app}) "
+          f"{other:.1f} s: this/other = {this / other:.2f}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--moves", type=int, default=10)
     p.add_argument("--imagenet", action="store_true", help="also time ImageNet's first load")
+    p.add_argument("--first-load-only", action="store_true", help="skip the slider moves")
+    p.add_argument("--compare-app", default="",
+                   help="another checkout's streamlit_app.py: its MNIST first load is timed "
+                        "alternately with this one's (--rounds each), side by side")
+    p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        for ds in ["mnist"] + (["imagenet"] if args.imagenet else []):
-            start, load = first_load(browser, ds)
-            print(f"first load {ds:9s}: server start {start:.1f} s, page -> first maps "
-                  f"{load:.1f} s (cold caches)", flush=True)
+        if args.compare_app:
+            compare_first_load(browser, args.compare_app, args.rounds)
+        else:
+            for ds in ["mnist"] + (["imagenet"] if args.imagenet else []):
+                start, load = first_load(browser, ds)
+                print(f"first load {ds:9s}: server start {start:.1f} s, page -> first maps "
+                      f"{load:.1f} s (cold caches)", flush=True)
+        if args.first_load_only:
+            browser.close()
+            return
 
         url, proc, _ = start_app()
         try:

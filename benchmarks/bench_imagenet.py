@@ -67,6 +67,22 @@ def med(pairs):
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
+def full_attack(net, x, d, args) -> None:
+    """Whole ``attacks.attack`` runs of ``--full-steps`` steps (the app's defaults: one restart
+    with the random-sign candidate), wall and CPU time of each run; floor 30 s at 100 steps."""
+    cfg = dict(method="saliency", attack="topk", epsilon=d.epsilon, step_size=d.step_size,
+               steps=args.full_steps, attack_k=d.attack_k, w=d.w, beta=DEFAULT_BETA)
+    attacks.attack(net, x, **{**cfg, "steps": 1})  # warm-up: first-call allocations
+    print(f"\nwhole attack, {args.full_steps} steps, default path, {args.full_runs} runs:")
+    for r in range(args.full_runs):
+        load = os.getloadavg()[0]
+        wall, cpu = timed(lambda: attacks.attack(net, x, **cfg), torch.device(args.device), 1)
+        flag = "PASS" if wall * 100 / args.full_steps < 30 else "FAIL"
+        print(f"   run {r + 1}: {wall:6.1f} s wall [{cpu:6.1f} s CPU] = "
+              f"{wall / args.full_steps * 1e3:6.1f} ms/step (load before {load:.1f}, after "
+              f"{os.getloadavg()[0]:.1f}) {flag} (floor 30 s per 100 steps)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -79,6 +95,10 @@ def main() -> None:
                          "format (the fast surrogate's own copy is channels-last already)")
     ap.add_argument("--methods", default="",
                     help="comma-separated further methods to time per step on the fast path")
+    ap.add_argument("--full-steps", type=int, default=0,
+                    help="only time whole attacks of this many steps on the default (fast) "
+                         "path, as the app runs them (measured, not projected)")
+    ap.add_argument("--full-runs", type=int, default=2, help="whole attacks timed (--full-steps)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -95,6 +115,10 @@ def main() -> None:
           f"device {device}, {torch.get_num_threads()} threads; load average {load:.1f}; "
           f"top-k attack, saliency, ε={d.epsilon:.4g}, α={d.step_size:.4g}, k'={d.attack_k}, "
           f"β={DEFAULT_BETA}")
+
+    if args.full_steps:
+        full_attack(net, x, d, args)
+        return
 
     paths = {"before (fast=False)": (net, smooth_model(net, DEFAULT_BETA, fast=False)),
              "after (fast=True)": (net, smooth_model(net, DEFAULT_BETA))}

@@ -527,7 +527,8 @@ def unrelated_scores(maps, k: int, w: int, *, pairs=None, keys=None,
         if sets_only:
             parts.append(M.set_metrics(a, b, k, w))
         elif ranks_only:
-            parts.append(M.rank_metrics(a, b, w))
+            parts.append(M.rank_metrics(a, b, w, lens_only=all(
+                key in ("lens_spearman", "lens_kendall") for key in keys)))
         else:
             parts.append(M.compare(a, b, k, w))
     flat = {key: torch.cat([d[key] for d in parts]).cpu() for key in parts[0]}

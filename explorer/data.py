@@ -28,7 +28,7 @@ __all__ = [
     "SAMPLES_PER_CLASS", "DatasetInfo", "DatasetUnavailable", "IdxError", "PaperDefaults",
     "Samples", "as_tensors", "build_bundled_samples", "data_root", "dataset_status",
     "expected_location", "get_dataset", "idx_header_problem", "idx_layout", "import_command", "load_samples",
-    "load_test_set", "load_train_set", "parse_idx",
+    "load_test_set", "load_train_set", "parse_idx", "test_set_count",
 ]
 # Uploads (validation, decoding) live in explorer.uploads and dataset imports in
 # explorer.data_import; both build on this module's registry.
@@ -401,6 +401,23 @@ def idx_header_problem(path: Path) -> str | None:
     if size != expected:
         return f"{path} is truncated or padded: {size} bytes, expected {expected} for shape {dims}"
     return None
+
+
+def test_set_count(dataset: str, root=None) -> int | None:
+    """The number of test images from the IDX headers alone (MNIST and Fashion-MNIST), without
+    importing torchvision or reading the pixels; None where that cannot be said cheaply (another
+    dataset, or files that :func:`load_test_set` would refuse: then it gives the reason)."""
+    info = get_dataset(dataset)
+    if info.key not in ("mnist", "fashion_mnist"):
+        return None
+    where = expected_location(info, data_root(root))
+    for stem in IDX_FILES:  # the same rule as load_test_set: any present file must be whole
+        if (where / stem).exists() and idx_header_problem(where / stem):
+            return None
+    if any(idx_header_problem(where / stem) for stem in IDX_FILES[2:]):
+        return None
+    with open(where / "t10k-labels-idx1-ubyte", "rb") as f:
+        return idx_layout(f.read(8), where)[1][0]
 
 
 def load_test_set(dataset: str, root=None, download: bool = False):

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
-from torchvision import transforms as T
 
 from .data import get_dataset
 
@@ -200,6 +199,9 @@ def load_upload(data: bytes, filename: str, dataset: str, invert: bool = False) 
         ) from None
     except Exception as exc:  # malformed headers raise assorted errors
         raise UploadError(f"{name} could not be read ({exc}); {ALLOWED_UPLOADS}") from None
+    # Lazy: torchvision pulls in torch._dynamo (~2 s of the app's first load); only uploads need it.
+    from torchvision import transforms as T
+
     side = min(info.size)
     with im:
         plan = plan_decode(im, name, side)

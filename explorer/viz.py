@@ -513,15 +513,21 @@ def metric_lines(
     marker_x: float | None = None,
     log_x: bool = False,
     height: int = 300,
+    bands: Sequence[Mapping] = (),
 ):
     """Lines of scores against ``xs``.
 
     ``series``: dicts with ``name``, ``y`` (values; NaN gaps allowed), ``group`` (series of the
     same group share a colour) and ``dashed`` (bool). ``marker_x`` draws a vertical line at the
-    current setting.
+    current setting. ``bands``: chance levels, dicts with ``group`` (the metric's series group,
+    whose colour they take), ``name``, ``lo`` / ``hi`` (a translucent band, drawn under the
+    lines) and ``line`` (a dotted line); one legend entry each for all bands and all lines.
     """
     data: list[dict] = []
     groups: dict = {}
+    for s in series:
+        groups.setdefault(s.get("group", s["name"]), len(groups))
+    data += _band_traces(xs, bands, groups, x_title)
     for s in series:
         colour = rgb_string(
             PALETTE[groups.setdefault(s.get("group", s["name"]), len(groups)) % len(PALETTE)])
@@ -540,6 +546,45 @@ def metric_lines(
                                  xref="x", yref="paper",
                                  line=dict(color="grey", width=1, dash="dot"))]
     return _figure(data, layout)
+
+
+def _nan_none(values) -> list:
+    return [None if (v is None or np.isnan(v)) else float(v) for v in values]
+
+
+def _band_traces(xs, bands: Sequence[Mapping], groups: dict, x_title: str) -> list[dict]:
+    """Chance bands (fill between ``lo`` and ``hi``) and dotted chance lines, in the colour of
+    their metric's group; the legend names each kind once."""
+    out: list[dict] = []
+    legend_band = legend_line = True
+    for b in bands:
+        colour = PALETTE[groups.setdefault(b["group"], len(groups)) % len(PALETTE)]
+        r, g, bl, _ = _rgba(colour)
+        fill = f"rgba({int(r * 255)},{int(g * 255)},{int(bl * 255)},0.16)"
+        lo, hi = _nan_none(b["lo"]), _nan_none(b["hi"])
+        if any(v is not None for v in lo):
+            out.append(dict(type="scatter", x=list(xs), y=hi, mode="lines", hoverinfo="skip",
+                            line=dict(width=0, color=fill), showlegend=False,
+                            legendgroup="chance band", name=b["name"]))
+            out.append(dict(
+                type="scatter", x=list(xs), y=lo, mode="lines", fill="tonexty", fillcolor=fill,
+                line=dict(width=0, color=fill), legendgroup="chance band",
+                showlegend=legend_band, meta=b["group"],
+                name="chance: unrelated images, mean ± 1 sd (band)",
+                customdata=hi, hovertemplate=f"{b['name']}: unrelated images<br>{x_title} = "
+                                             "%{x}<br>%{y:.3f} to %{customdata:.3f}"
+                                             "<extra></extra>"))
+            legend_band = False
+        line = _nan_none(b.get("line", ()))
+        if any(v is not None for v in line):
+            out.append(dict(
+                type="scatter", x=list(xs), y=line, mode="lines", legendgroup="chance line",
+                line=dict(color=rgb_string(colour), dash="dot", width=1.5), meta=b["group"],
+                showlegend=legend_line, name="chance: shuffled map (dotted)",
+                hovertemplate=f"{b['name']}: shuffled map<br>{x_title} = %{{x}}<br>%{{y:.3f}}"
+                              "<extra></extra>"))
+            legend_line = False
+    return out
 
 
 def history_chart(histories: Mapping[str, np.ndarray], *, measure: str, height: int = 260):

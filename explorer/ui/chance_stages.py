@@ -14,6 +14,9 @@ Two references per metric (see docs/spec.md, "Reading a score: chance levels"):
 
 from __future__ import annotations
 
+import atexit
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,13 +27,18 @@ from explorer import attributions, chance, metrics
 
 from .stages import model, samples
 
-__all__ = ["UNRELATED_SAMPLES", "SMALL_MAP_PIXELS", "ChanceCell", "unrelated", "unrelated_count",
-           "permutation", "table_chance"]
+__all__ = ["UNRELATED_SAMPLES", "SET_DRAWS", "SMALL_MAP_PIXELS", "ChanceBand", "ChanceCell", "chart_bands",
+           "prefetch_lens", "unrelated", "unrelated_count", "permutation_keys", "table_chance"]
 
 UNRELATED_SAMPLES = 10
 SMALL_MAP_PIXELS = 64 * 64  # above this, only the exact permutation keys are computed
+# Shuffles for the diverse variants' permutation level (they change with every k move): 64
+# instead of the library's 200 halve a k move's cost; standard error about 0.004 on 28×28.
+SET_DRAWS = 64
 _EXACT_KEYS = ("topk_intersection", "lens_recall", "lens_precision", "spearman", "kendall")
-_W_ONLY_KEYS = tuple(k for k, m in metrics.METRICS.items() if m.kind != "set")
+_LENS_RANK_KEYS = ("lens_spearman", "lens_kendall")  # depend on w, not on k
+_FREE_KEYS = tuple(k for k, m in metrics.METRICS.items()  # depend on neither k nor w
+                   if m.kind != "set" and k not in _LENS_RANK_KEYS)
 
 
 @dataclass(frozen=True)
@@ -76,34 +84,185 @@ def _unrelated_sets(model_key, method: str, method_items: tuple, k: int, w: int)
     return _summaries(maps, k, w, metrics.SET_METRIC_KEYS)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _unrelated_w_only(model_key, method: str, method_items: tuple, w: int) -> dict:
+class _LensStore:
+    """The w-dependent, k-free chance levels (the two LENS correlations: their τ-b make them the
+    costly part of a w move), in a plain bounded dict that the background prefetch can fill
+    without Streamlit calls: ``("u", model_key, method, items, w)`` -> unrelated-image level,
+    ``("p", pair_key, w)`` -> the pair's permutation level."""
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.values: dict = {}
+        self.busy: set = set()
+        self.lock = threading.Lock()
+        self.max_entries = max_entries
+
+    def get(self, key):
+        with self.lock:
+            return self.values.get(key)
+
+    def put(self, key, value) -> None:
+        with self.lock:
+            self.values[key] = value
+            while len(self.values) > self.max_entries:
+                self.values.pop(next(iter(self.values)))
+
+
+_LENS = _LensStore()
+
+
+def _lens_unrelated(model_key, method: str, method_items: tuple, w: int,
+                    maps: np.ndarray | None = None) -> dict:
+    key = ("u", model_key, method, method_items, w)
+    out = _LENS.get(key)
+    if out is None:
+        maps = _sample_maps(model_key, method, method_items) if maps is None else maps
+        out = _summaries(maps, 1, w, _LENS_RANK_KEYS) if len(maps) >= 2 else {}
+        _LENS.put(key, out)
+    return out
+
+
+def _lens_permutation(pair_key: str, a: np.ndarray, b: np.ndarray, w: int) -> dict:
+    key = ("p", pair_key, w)
+    out = _LENS.get(key)
+    if out is None:
+        out = _permutation_levels(a, b, 1, w, _LENS_RANK_KEYS)
+        _LENS.put(key, out)
+    return out
+
+
+def prefetch_lens(model_key, method: str, method_items: tuple, pair_key: str, a: np.ndarray,
+                  b: np.ndarray, ws) -> None:
+    """Compute the LENS correlations' chance levels for the w values ``ws`` in a background
+    thread (no Streamlit calls in it), as ``background.prefetch_without_k`` does for the
+    scores: a later w move then finds them ready."""
+    missing = [w for w in ws if _LENS.get(("u", model_key, method, method_items, w)) is None
+               or _LENS.get(("p", pair_key, w)) is None]
+    job = (model_key, method, method_items, pair_key)
+    with _LENS.lock:
+        if not missing or job in _LENS.busy:
+            return
+        _LENS.busy.add(job)
+    maps = _sample_maps(model_key, method, method_items)  # cached; in the script thread
+
+    def work() -> None:
+        try:
+            for w in missing:
+                _lens_unrelated(model_key, method, method_items, w, maps)
+                _lens_permutation(pair_key, a, b, w)
+        except Exception:  # noqa: BLE001 - a failed prefetch only costs the speed-up
+            pass
+        finally:
+            with _LENS.lock:
+                _LENS.busy.discard(job)
+
+    thread = threading.Thread(target=work, name="explorer-chance-prefetch", daemon=True)
+    _THREADS.add(thread)
+    thread.start()
+
+
+_THREADS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _join_threads() -> None:
+    """Let running prefetches finish at exit (a daemon thread killed inside torch aborts)."""
+    for thread in list(_THREADS):
+        thread.join(timeout=60)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _unrelated_free(model_key, method: str, method_items: tuple) -> dict:
     maps = _sample_maps(model_key, method, method_items)
     if len(maps) < 2:
         return {}
-    return _summaries(maps, 1, w, _W_ONLY_KEYS)
+    return _summaries(maps, 1, 0, _FREE_KEYS)
 
 
 def unrelated(model_key, method: str, method_items: tuple, k: int, w: int) -> dict:
-    """``{key: (mean, std)}`` of the unrelated-image level (empty when no samples)."""
+    """``{key: (mean, std)}`` of the unrelated-image level (empty when no samples); each group
+    of metrics cached on what it depends on (set metrics: k and w; LENS correlations: w;
+    plain correlations and the centre shift: neither)."""
     return {**_unrelated_sets(model_key, method, method_items, k, w),
-            **_unrelated_w_only(model_key, method, method_items, w)}
+            **_lens_unrelated(model_key, method, method_items, w),
+            **_unrelated_free(model_key, method, method_items)}
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def permutation(pair_key: str, _a: np.ndarray, _b: np.ndarray, k: int, w: int) -> dict:
-    """``{key: value}`` of the permutation level of one pair ``(H, W)``; exact keys only on
-    large maps."""
-    keys = None if _a.size <= SMALL_MAP_PIXELS else _EXACT_KEYS
-    out = chance.permutation_chance(torch.from_numpy(_a), torch.from_numpy(_b), k, w, keys=keys)
+def _permutation_levels(a: np.ndarray, b: np.ndarray, k: int, w: int, keys) -> dict:
+    """The permutation level of ``keys`` for one pair ``(H, W)``: the Monte-Carlo keys only on
+    small maps (on large ones they would take seconds per k or w move; left out, NaN in the
+    table), over :data:`SET_DRAWS` shuffles when ``keys`` are set metrics only."""
+    if a.size > SMALL_MAP_PIXELS:
+        keys = tuple(key for key in keys if key in _EXACT_KEYS)
+    if not keys:
+        return {}
+    draws = SET_DRAWS if all(key in metrics.SET_METRIC_KEYS for key in keys) else None
+    out = chance.permutation_chance(torch.from_numpy(a), torch.from_numpy(b), k, w,
+                                    keys=list(keys), draws=draws)
     return {key: float(v) for key, v in out.items()}
+
+
+@st.cache_data(max_entries=2048, show_spinner=False)
+def permutation_keys(pair_key: str, _a: np.ndarray, _b: np.ndarray, k: int, w: int,
+                     keys: tuple[str, ...]) -> dict:
+    """``{key: value}``: :func:`_permutation_levels` cached per (pair, k, w, key set), so a
+    point costs its own keys only."""
+    return _permutation_levels(_a, _b, k, w, keys)
+
+
+def _permutation_by_group(pair_key: str, a: np.ndarray, b: np.ndarray, k: int, w: int,
+                          keys) -> dict:
+    """The permutation level of ``keys``, each group cached on what it depends on: the set
+    metrics on (k, w), the LENS correlations on w, the plain correlations and the centre shift
+    on neither (a k move then recomputes only the set metrics)."""
+    sets = tuple(key for key in keys if key in metrics.SET_METRIC_KEYS)
+    lens = tuple(key for key in keys if key in _LENS_RANK_KEYS)
+    free = tuple(key for key in keys if key in _FREE_KEYS)
+    return {**(permutation_keys(pair_key, a, b, k, w, sets) if sets else {}),
+            **({key: v for key, v in _lens_permutation(pair_key, a, b, w).items() if key in lens}
+               if lens else {}),
+            **(permutation_keys(pair_key, a, b, 1, 0, free) if free else {})}
+
+
+@dataclass(frozen=True)
+class ChanceBand:
+    """The chance level of one metric along a chart's x axis: the unrelated-image mean and
+    its mean ± 1 sd band, and the permutation level of the first pair (NaN where not computed
+    or unavailable)."""
+
+    key: str
+    mean: tuple[float, ...]
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+    permutation: tuple[float, ...]
+
+
+def chart_bands(model_key, method: str, method_items: tuple, pair_key: str, a: np.ndarray,
+                b: np.ndarray, points: list[tuple[int, int]], chosen) -> dict[str, ChanceBand]:
+    """:class:`ChanceBand` of each ``chosen`` metric at the chart's ``points`` ``[(k, w), ...]``.
+
+    Every value comes from the same cached computations as the table (:func:`unrelated`, per
+    (k, w) for the set metrics and per w for the others) and :func:`permutation_keys` (one
+    call per point for the set metrics, per w for the LENS correlations, once for the w-free
+    keys, whose permutation level is exact)."""
+    nan = float("nan")
+    chosen = tuple(chosen)
+    cols: dict[str, list[tuple[float, float, float]]] = {key: [] for key in chosen}
+    for k, w in points:
+        unrel = unrelated(model_key, method, method_items, k, w)
+        perm = _permutation_by_group(pair_key, a, b, k, w, chosen)
+        for key in chosen:
+            mean, sd = unrel.get(key, (nan, nan))
+            cols[key].append((mean, sd, perm.get(key, nan)))
+    return {key: ChanceBand(key, tuple(m for m, _, _ in c), tuple(m - s for m, s, _ in c),
+                            tuple(m + s for m, s, _ in c), tuple(p for _, _, p in c))
+            for key, c in cols.items()}
 
 
 def table_chance(model_key, method: str, method_items: tuple, pair_key: str, a: np.ndarray,
                  b: np.ndarray, k: int, w: int) -> dict[str, ChanceCell]:
     """One :class:`ChanceCell` per metric key for the table."""
     unrel = unrelated(model_key, method, method_items, k, w)
-    perm = permutation(pair_key, a, b, k, w)
+    perm = _permutation_by_group(pair_key, a, b, k, w, metrics.METRIC_KEYS)
     nan = float("nan")
     return {key: ChanceCell(unrel.get(key, (nan, nan))[0], unrel.get(key, (nan, nan))[1],
                             perm.get(key, nan))

@@ -50,7 +50,7 @@ def render() -> None:
     clicked = st.button("Run the attack on both models", type="primary", key="cmp.run",
                         icon=":material/bolt:")
     cols = st.columns(2, gap="medium")
-    pairs, histories = [], {}
+    pairs, histories, missing = [], {}, []
     for col, minfo in zip(cols, chosen):
         with col:
             label = short_label(minfo.name)
@@ -89,16 +89,25 @@ def render() -> None:
                                       height=220, compact=True)
             st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
                             key=keys.widget("cmp", "side", minfo.name))
-            pairs.append(panels.Pair(label, f"{mcfg.fingerprint()}:{device}:attack",
-                                     orig.map, res.map_adv))
+            if res.found:
+                pairs.append(panels.Pair(label, f"{mcfg.fingerprint()}:{device}:attack",
+                                         orig.map, res.map_adv))
+            else:  # x′ = x would score 1.000 everywhere: its cells say so instead
+                missing.append(panels.Missing(label, "Try more steps P, a smaller step size α, "
+                                                     "more restarts R or another seed."))
             histories[label] = res.history
-    if len(pairs) < 2:
+    if len(pairs) + len(missing) < 2:
         if not clicked:
             st.info("Press **Run the attack on both models** to compare their scores.",
                     icon=":material/play_circle:")
+        return
+    if not pairs:
+        st.warning("No label-preserving x′ was found on either model: no scores to compare. "
+                   "Try more steps, a smaller step size α, more restarts or another seed.",
+                   icon=":material/warning:")
         return
     h, w = info.size
     panels.analysis(panels.PanelInput(
         dataset=cfg.dataset, height=h, width=w, pairs=pairs, histories=histories,
         measure=cfg.attack_params.get("measure", "topk_intersection"), key="cmp",
-        sync_url=False))
+        sync_url=False, missing=tuple(missing)))

@@ -14,7 +14,8 @@ from .stages import AttackOutcome, OriginalMap
 __all__ = ["render"]
 
 
-def _banner(ds: str, orig: OriginalMap, res: AttackOutcome | None, inp: flow.Input) -> None:
+def _banner(ds: str, orig: OriginalMap, res: AttackOutcome | None, inp: flow.Input,
+            epsilon: float | None = None) -> None:
     truth = f" · true label {flow.class_name(ds, inp.label)}" if inp.label >= 0 else ""
     if res is None:
         st.info(f"Prediction: **{flow.class_name(ds, orig.label)}** "
@@ -26,13 +27,26 @@ def _banner(ds: str, orig: OriginalMap, res: AttackOutcome | None, inp: flow.Inp
             f"({100 * res.conf_orig:.1f}%) → attacked: **{flow.class_name(ds, res.label_adv)}**"
             f" ({100 * res.conf_adv:.1f}%) · ‖x′ − x‖∞ = {res.linf:.4g}{truth} · ")
     if not res.found:
-        st.warning(text + "**no label-preserving perturbation found**: the attacked image is the "
-                   "original. " + res.message, icon=":material/warning:")
+        st.warning(text + "**no label-preserving perturbation found**: no iterate both kept the "
+                   "prediction and changed the selection measure, so the attack has no x′ and "
+                   "no attack scores are shown (scoring the unperturbed image would read 1.000). "
+                   f"{_no_x_advice(epsilon)} " + res.message, icon=":material/warning:")
     elif res.label_kept:
         st.success(text + "**label held**. " + f"({res.steps_run} steps, "
                    f"{res.seconds:.1f} s)", icon=":material/check_circle:")
     else:  # the library never returns a label-changing iterate; say so if it ever does
         st.error(text + "**label changed**.", icon=":material/error:")
+
+
+def _no_x_advice(epsilon: float | None = None, short: bool = False) -> str:
+    """What the sidebar offers when an attack found no label-preserving x′ (``short``: for the
+    table cell)."""
+    if epsilon is not None and epsilon <= 0:
+        return "ε is 0: raise ε." if short else "ε is 0, so no perturbation is allowed: raise ε."
+    if short:
+        return "Try more steps P, a smaller step size α, more restarts R or another seed."
+    return ("Try more steps P, a smaller step size α, more restarts R (each starts at a random "
+            "point of the ε-ball) or another seed, in the sidebar's attack settings.")
 
 
 def _next_seed(seed: int) -> None:
@@ -97,7 +111,8 @@ def render() -> None:
                    "any change of a setting stops the attack and keeps the best iterate so far.")
     controls.sync_query_params(cfg, ran=res is not None)
 
-    _banner(cfg.dataset, orig, res, inp)
+    eps = float(cfg.attack_params.get("epsilon", 1.0) or 0.0)
+    _banner(cfg.dataset, orig, res, inp, eps)
     if partial is not None:
         st.info(f"You stopped this attack after {partial.steps_run} of {steps} steps; shown is "
                 "the best label-preserving iterate found by then. Press **Run attack** to run it "
@@ -137,11 +152,15 @@ def render() -> None:
     pairs = []
     histories = {}
     images_b = {}
-    if res is not None:
+    missing = ()
+    if res is not None and res.found:
         pairs.append(panels.Pair("attack", f"{cfg.fingerprint()}:{device}:attack",
                                  orig.map, res.map_adv))
         histories["attack"] = res.history
         images_b["attack"] = res.x_adv
+    elif res is not None:  # x′ = x would score 1.000 everywhere: its cells say so instead
+        missing = (panels.Missing("attack", _no_x_advice(eps, short=True)),)
+        histories["attack"] = res.history
     if rand is not None and rand.found:
         note = (f"drawn with seed {rand.seed} (the draws with seeds {cfg.seed} to "
                 f"{rand.seed - 1} changed the prediction)." if rand.tried > 1 else "")
@@ -151,7 +170,8 @@ def render() -> None:
     elif rand is not None:
         _no_noise_draw(cfg, rand)
     if not pairs:
-        st.info("No perturbed map to compare with yet.")
+        st.info("No label-preserving perturbed map to compare with." if res is not None else
+                "No perturbed map to compare with yet.")
         _explain()
         return
     model_facts = stages.model_info(cfg.dataset, cfg.model)
@@ -168,5 +188,6 @@ def render() -> None:
     panels.analysis(panels.PanelInput(
         dataset=cfg.dataset, height=h, width=w, pairs=pairs, histories=histories,
         measure=cfg.attack_params.get("measure", "topk_intersection"), key="exp", export=ctx,
-        chance_source=((cfg.dataset, cfg.model, device), cfg.method, cfg.method_items())))
+        chance_source=((cfg.dataset, cfg.model, device), cfg.method, cfg.method_items()),
+        missing=missing))
     _explain()

@@ -25,8 +25,8 @@ from . import background, chance_stages, explain, export, keys, stages
 from .common import fmt
 from .state import CHART_W, W_MAX
 
-__all__ = ["CHART_DEFAULT", "FAMILIES", "Pair", "PanelInput", "UNDEFINED_WHY", "analysis",
-           "metric_table_html"]
+__all__ = ["CHART_DEFAULT", "FAMILIES", "NO_X_PRIME", "Missing", "Pair", "PanelInput",
+           "UNDEFINED_WHY", "analysis", "chart_data", "metric_table_html"]
 
 # Presentation only: which classical metric each LENS metric relaxes (rows of the table).
 FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -58,6 +58,18 @@ class Pair:
     note: str = ""  # shown under the table when set (e.g. "label changed")
 
 
+NO_X_PRIME = "no label-preserving x′ found"
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A column with no perturbed map to score (no label-preserving x′ was found): its cells say
+    so, with ``advice`` (what the user can change), and it enters no score, chart or export."""
+
+    label: str
+    advice: str = ""
+
+
 @dataclass(frozen=True, eq=False)
 class PanelInput:
     dataset: str
@@ -71,6 +83,8 @@ class PanelInput:
     export: export.ExportContext | None = None
     # (model key, method, method items) of the maps: the table then shows chance levels
     chance_source: tuple | None = None
+    # columns shown before the pairs with no scores (see Missing)
+    missing: tuple[Missing, ...] = ()
 
 
 def _families():
@@ -136,20 +150,35 @@ table.xm-table th.xm-lens, table.xm-table td.xm-lens-start {border-left: 2px sol
 table.xm-table td.xm-chance {text-align: right; white-space: nowrap; opacity: 0.8;
   font-variant-numeric: tabular-nums; font-size: 0.8rem;}
 table.xm-table .xm-norm {font-size: 0.72rem; opacity: 0.7;}
+table.xm-table td.xm-missing {vertical-align: top; max-width: 9rem; white-space: normal;
+  font-size: 0.8rem; font-style: italic; opacity: 0.85; text-align: center;}
+table.xm-table .xm-advice {font-size: 0.74rem; font-style: normal; opacity: 0.8;}
 </style>
 """
 
 
+def _missing_cell(col: Missing, n_rows: int, lens: bool) -> str:
+    advice = "" if lens or not col.advice else (
+        f'<br><span class="xm-advice">{html.escape(col.advice)}</span>')
+    return (f'<td class="xm-missing" rowspan="{n_rows}" data-missing="{html.escape(col.label)}">'
+            f"{NO_X_PRIME}{advice}</td>")
+
+
 def metric_table_html(values: Sequence[dict[str, float]], labels: Sequence[str], *, k: int,
-                      w: int, chance_cells: dict | None = None) -> str:
+                      w: int, chance_cells: dict | None = None,
+                      missing: Sequence[Missing] = ()) -> str:
     """Classical metrics and their LENS relaxations side by side, one value column per pair.
 
     ``values[i][key]`` is the score of pair ``i``; cells carry ``data-metric`` / ``data-pair``
     attributes (used by the tests) and the formula shows on hover over each metric name. With
     ``chance_cells`` (``{key: ChanceCell}``) each half gains a chance column and every score its
-    chance-normalised value.
+    chance-normalised value. ``missing`` columns come first; each half shows one cell across all
+    rows saying that no label-preserving x′ was found (and the advice, in the classical half).
     """
-    pair_heads = "".join(f'<th class="xm-pair">{html.escape(lab)}</th>' for lab in labels)
+    miss_heads = "".join(f'<th class="xm-pair xm-missing">{html.escape(c.label)}</th>'
+                         for c in missing)
+    pair_heads = miss_heads + "".join(f'<th class="xm-pair">{html.escape(lab)}</th>'
+                                      for lab in labels)
     if chance_cells:
         pair_heads += ('<th class="xm-pair" title="unrelated images (mean ± sd); shuffled map">'
                        "chance</th>")
@@ -158,20 +187,25 @@ def metric_table_html(values: Sequence[dict[str, float]], labels: Sequence[str],
             f'<thead><tr><th></th><th>classical (k = {k})</th>{pair_heads}'
             f'<th class="xm-lens">LENS (w = {w})</th>{pair_heads}</tr></thead><tbody>']
     empty_pairs = "<td></td>" * (len(labels) + extra)
-    for fam, classical, lens in _families():
+    fams = _families()
+    total_rows = sum(max(len(c), len(lo), 1) for _, c, lo in fams)
+    first_row = True
+    for fam, classical, lens in fams:
         n_rows = max(len(classical), len(lens), 1)
         for r in range(n_rows):
             cells = []
             if r == 0:
                 cells.append(f'<td class="xm-fam" rowspan="{n_rows}">{html.escape(fam)}</td>')
             for group, is_lens in ((classical, False), (lens, True)):
+                miss = ("".join(_missing_cell(c, total_rows, is_lens) for c in missing)
+                        if first_row else "")
                 if r < len(group):
                     key = group[r]
                     name = _name_cell(key)
                     if is_lens:
                         name = name.replace('<td class="xm-name">',
                                             '<td class="xm-name xm-lens-start">', 1)
-                    cells.append(name)
+                    cells.append(name + miss)
                     cell = chance_cells.get(key) if chance_cells else None
                     cells += [_value_cell(key, i, values[i][key], bold=(i == 0), cell=cell)
                               for i in range(len(labels))]
@@ -179,7 +213,8 @@ def metric_table_html(values: Sequence[dict[str, float]], labels: Sequence[str],
                         cells.append(_chance_cell(key, chance_cells[key]))
                 else:
                     cls = ' class="xm-lens-start"' if is_lens else ""
-                    cells.append(f"<td{cls}></td>" + empty_pairs)
+                    cells.append(f"<td{cls}></td>" + miss + empty_pairs)
+            first_row = False
             rows.append("<tr>" + "".join(cells) + "</tr>")
     rows.append("</tbody></table></div>")
     return "".join(rows)
@@ -200,27 +235,51 @@ def _per_pair(batched: dict[str, list[float]], n: int) -> list[dict[str, float]]
     return [{key: float(v[i]) for key, v in batched.items()} for i in range(n)]
 
 
-def _chart(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]) -> None:
+def chart_data(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]):
+    """``(xs, series, bands, x_title, marker)`` of the chart against ``axis`` ("w" or "k"):
+    one series per (metric, pair) and, when the panel has a chance source, one chance band per
+    metric (:func:`chance_stages.chart_bands`: unrelated-image mean ± 1 sd, the first pair's
+    shuffled-map level as the dotted line)."""
     key, a, b = _stacked(panel.pairs)
     n = len(panel.pairs)
     if axis == "w":
         xs = list(CHART_W)
-        per_x = [_per_pair(stages.scores(key, a, b, k, wv), n) for wv in xs]
+        points = [(k, wv) for wv in xs]
         title, marker = "w (neighbourhood radius, px)", w
     else:
         xs = stages.k_grid(panel.height * panel.width, k)
-        per_x = [_per_pair(stages.scores(key, a, b, kv, w), n) for kv in xs]
+        points = [(kv, w) for kv in xs]
         title, marker = "k (pixels)", k
+    per_x = [_per_pair(stages.scores(key, a, b, kv, wv), n) for kv, wv in points]
     series = []
     for metric in chosen:
         for i, pair in enumerate(panel.pairs):
             series.append(dict(name=f"{metrics.METRICS[metric].name} · {pair.label}",
                                y=[row[i][metric] for row in per_x], group=metric,
                                dashed=i > 0))
+    bands = []
+    if panel.chance_source is not None:
+        first = panel.pairs[0]
+        levels = chance_stages.chart_bands(*panel.chance_source, first.key, first.a, first.b,
+                                           points, chosen)
+        bands = [dict(group=metric, name=metrics.METRICS[metric].name, lo=levels[metric].lo,
+                      hi=levels[metric].hi, line=levels[metric].permutation)
+                 for metric in chosen]
+    return xs, series, bands, title, marker
+
+
+def _chart(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]) -> None:
+    xs, series, bands, title, marker = chart_data(panel, k, w, axis, chosen)
     fig = viz.metric_lines(xs, series, x_title=title, marker_x=marker,
-                           log_x=(axis == "k"))
+                           log_x=(axis == "k"), bands=bands)
     st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
                     key=keys.widget(panel.key, "chart", axis))
+    if bands:
+        st.caption("Shaded: each metric's chance level, the mean ± 1 sd of the same metric "
+                   "between the maps of unrelated bundled images (same model and method); "
+                   f"dotted: its expected value when the {panel.pairs[0].label} map's values are "
+                   "shuffled over the pixels (on large maps only where it has a closed form). "
+                   "A line inside its band is no better than chance.")
 
 
 def _notes(panel: PanelInput, values: list[dict[str, float]]) -> None:
@@ -293,7 +352,8 @@ def analysis(panel: PanelInput) -> None:
     if panel.chance_source is not None:
         first = panel.pairs[0]
         cells = chance_stages.table_chance(*panel.chance_source, first.key, first.a, first.b, k, w)
-    st.markdown(metric_table_html(values, labels, k=k, w=w, chance_cells=cells),
+    st.markdown(metric_table_html(values, labels, k=k, w=w, chance_cells=cells,
+                                  missing=panel.missing),
                 unsafe_allow_html=True)
     if cells is not None:
         n_maps = chance_stages.unrelated_count(panel.chance_source[0][0])
@@ -306,6 +366,9 @@ def analysis(panel: PanelInput) -> None:
         st.caption(f":material/warning: {text}")
     # Rank correlations depend on w only: have them ready for the next w moves.
     background.prefetch_without_k(key, a, b, CHART_W)
+    if panel.chance_source is not None:  # and so do the LENS correlations' chance levels
+        chance_stages.prefetch_lens(*panel.chance_source, panel.pairs[0].key, panel.pairs[0].a,
+                                    panel.pairs[0].b, CHART_W)
 
     shown = panel.pairs[labels.index(shown_label)]
     _notes(panel, values)

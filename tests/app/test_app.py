@@ -15,7 +15,7 @@ import torch
 from explorer import attacks, attributions, data, metrics, models, uploads
 from explorer.ui import flow
 
-from app_helpers import assert_table_matches, metric_table, new_app, no_errors
+from app_helpers import assert_table_matches, metric_table, metric_table_html, new_app, no_errors
 
 STEPS = 4  # attack steps in these tests (the paper's 100 would only cost time)
 
@@ -289,14 +289,45 @@ def test_compare_page_scores_both_models():
 
 
 def test_no_label_preserving_perturbation_is_said_in_place():
-    # ε = 0: no iterate can differ from x, so no perturbation improves on it.
+    # ε = 0: no iterate can differ from x, so no perturbation improves on it (nor does a
+    # random-sign draw: it shares ε).
     at = new_app(**{"a.epsilon": "0", "a.steps": "3"})
     at.run()
     at.button(key="exp.run").click().run()
     assert not at.exception
     warnings = " ".join(w.value for w in at.warning)
     assert "no label-preserving perturbation found" in warnings
+    assert "raise ε" in warnings  # what the user can do, for this cause
+    assert "no label-preserving draw" in warnings
+    # nothing is scored: x′ = x would read 1.000 everywhere
+    assert not [m for m in at.markdown if 'class="xm-table"' in m.value]
+    assert "No label-preserving perturbed map" in " ".join(i.value for i in at.info)
+
+
+def test_an_attack_without_x_prime_says_so_in_its_cells():
+    # Image 3, ε = α = 0.5, 2 steps, no noise candidate: both sign steps change the prediction
+    # (the library's own result, checked below), while the seed-0 random-sign draw keeps it.
+    q = {"img": "3", "a.epsilon": "0.5", "a.step_size": "0.5", "a.steps": "2",
+         "a.noise_candidate": "false"}
+    x = data.load_samples("mnist").x[3:4]
+    net = models.load("mnist", "natural")
+    d = data.get_dataset("mnist").defaults
+    lib = attacks.attack(net, x, method="saliency", attack="topk", epsilon=0.5, step_size=0.5,
+                         steps=2, attack_k=d.attack_k, noise_candidate=False, seed=0)
+    assert not bool(lib.found[0])
+    at = new_app(**q)
+    at.run()
+    at.button(key="exp.run").click().run()
+    no_errors(at)
+    assert "no label-preserving perturbation found" in " ".join(w.value for w in at.warning)
+    html = metric_table_html(at)
+    # one cell per half across all rows, the advice in the classical half; no score
+    assert html.count('data-missing="attack"') == 2
+    assert html.count("no label-preserving x′ found") == 2
+    assert "Try more steps P, a smaller step size α, more restarts R or another seed" in html
     table = metric_table(at)
-    # The attacked image is the original: every similarity is perfect, the shift is zero.
-    assert table["attack"]["topk_intersection"] == 1.0
-    assert table["attack"]["center_shift"] == 0.0
+    assert list(table) == ["random sign"]
+    assert set(table["random sign"]) == set(metrics.METRIC_KEYS)
+    assert table["random sign"]["topk_intersection"] < 1.0
+    # the history tab still shows the attack's (flat) selection measure
+    assert "Attack history" in [t.label for t in at.tabs]

@@ -3,14 +3,17 @@ draw that changes the prediction is said in place, never scored as the unperturb
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
+import pytest
 import torch
 
-from explorer import attributions, chance, data, metrics, models
-from explorer.ui import chance_stages
+from explorer import attacks, attributions, chance, data, metrics, models
+from explorer.ui import chance_stages, flow, keys, panels, stages
 from explorer.ui.common import fmt
+from explorer.ui.state import CHART_W
 
 from app_helpers import metric_table_html, new_app, no_errors
 
@@ -24,6 +27,17 @@ def _sample_maps(dataset="mnist", model="natural"):
     idx = sorted({round(j * (n - 1) / (m - 1)) for j in range(m)})
     net = models.load(dataset, model)
     return attributions.attribution_map(net, s.x[idx], "saliency")
+
+
+def _random_sign_map(net, x, dataset="mnist"):
+    """The random-sign column's map: the first label-preserving draw of seeds 0, 1, ..."""
+    d = data.DATASETS[dataset].defaults
+    for s in range(flow.NOISE_SEEDS):
+        res = attacks.attack(net, x, attack="random_sign", epsilon=d.epsilon,
+                             attack_k=d.attack_k, seed=s)
+        if bool(res.found[0]):
+            break
+    return res.map_adv[0]
 
 
 def test_every_metric_shows_the_unrelated_image_level_and_the_shuffled_level():
@@ -87,3 +101,63 @@ def test_the_colour_scale_is_clipped_by_default_and_full_range_on_request():
     at.toggle(key="exp.fullrange").set_value(True).run()
     spec = at.get("plotly_chart")[0].proto.spec
     assert "clipped at" not in spec and "full range" in spec
+
+
+def _chart_spec(at, axis_title: str) -> dict:
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    found = [s for s in specs if axis_title in json.dumps(s["layout"].get("xaxis", {}))]
+    assert len(found) == 1, f"expected one chart against {axis_title}"
+    return found[0]
+
+
+def _bands(spec: dict) -> tuple[dict, dict]:
+    """{metric: (x, lo, hi)} of the shaded bands and {metric: (x, y)} of the dotted lines."""
+    bands, lines = {}, {}
+    for t in spec["data"]:
+        if t.get("fill") == "tonexty":
+            bands[t["meta"]] = (t["x"], t["y"], t["customdata"])
+        elif t.get("line", {}).get("dash") == "dot" and "meta" in t:
+            lines[t["meta"]] = (t["x"], t["y"])
+    return bands, lines
+
+
+@pytest.mark.parametrize("axis", ["w", "k"])
+def test_the_charts_draw_each_metric_s_chance_band_at_the_library_levels(axis):
+    tab = {"w": "Scores vs w", "k": "Scores vs k"}[axis]
+    at = new_app(k=100, w=3)
+    at.session_state[keys.widget("exp", "tabs")] = tab
+    at.run()
+    no_errors(at)
+    chosen = list(panels.CHART_DEFAULT) + ["lens_recall_div"]
+    at.multiselect(key=keys.widget("exp", "chartmetrics", axis)).set_value(chosen).run()
+    no_errors(at)
+    spec = _chart_spec(at, "neighbourhood radius" if axis == "w" else "k (pixels)")
+    bands, lines = _bands(spec)
+    assert set(bands) == set(chosen)
+    names = [t["name"] for t in spec["data"] if t.get("showlegend", True)]
+    assert "chance: unrelated images, mean ± 1 sd (band)" in names
+    assert "chance: shuffled map (dotted)" in names
+    maps = _sample_maps()
+    net = models.load("mnist", "natural")
+    x = data.load_samples("mnist").x[0:1]
+    a = attributions.attribution_map(net, x)[0]
+    b = _random_sign_map(net, x)  # the first pair before an attack is run
+    for metric in chosen:
+        xs, lo, hi = bands[metric]
+        assert xs == (list(CHART_W) if axis == "w" else stages.k_grid(784, 100))
+        for i, xv in enumerate(xs):
+            k, w = (100, xv) if axis == "w" else (xv, 3)
+            base = chance.unrelated_baseline(maps, k, w, keys=[metric])[metric]
+            assert lo[i] == pytest.approx(base.mean - base.std, abs=1e-9), (metric, xv)
+            assert hi[i] == pytest.approx(base.mean + base.std, abs=1e-9), (metric, xv)
+            draws = chance_stages.SET_DRAWS if metric in metrics.SET_METRIC_KEYS else None
+            want = float(chance.permutation_chance(a, b, k, w, keys=[metric],
+                                                   draws=draws)[metric])
+            assert lines[metric][1][i] == pytest.approx(want, abs=1e-9), (metric, xv)
+    # the closed form, by hand: top-k at chance is k / HW; at w = 3 diverse LENS-recall's
+    # band reaches the attack-free pair's score range (the point of drawing it)
+    xs, perm = lines["topk_intersection"]
+    if axis == "k":
+        assert perm == pytest.approx([kv / 784 for kv in xs], abs=1e-12)
+    else:
+        assert perm == pytest.approx([100 / 784] * len(xs), abs=1e-12)

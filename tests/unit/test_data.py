@@ -388,3 +388,20 @@ def test_moved_names_stay_reachable_from_data():
     assert not hasattr(data, "no_such_name")
     for name in data.__all__:
         assert getattr(data, name) is not None, name
+
+
+@pytest.mark.parametrize("key", ["mnist", "fashion_mnist"])
+def test_the_test_set_count_from_the_headers_equals_the_loaded_set(key, tmp_path, capsys):
+    src, root = tmp_path / "download", tmp_path / "root"
+    assert data.test_set_count(key, root=root) is None  # no files
+    test, _ = _write_fake_idx(src, n_test=7, gz=())
+    assert cli_main(["data", "import", key, str(src), "--data-root", str(root),
+                     "--unverified"]) == 0
+    assert data.test_set_count(key, root=root) == len(data.load_test_set(key, root=root)) == 7
+    # a damaged file: no count (load_test_set then says why)
+    raw = data.expected_location(data.get_dataset(key), root)
+    (raw / "train-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, 6) + bytes(2))
+    assert data.test_set_count(key, root=root) is None
+    with pytest.raises(data.DatasetUnavailable):
+        data.load_test_set(key, root=root)
+    assert data.test_set_count("imagenet", root=root) is None  # not from headers
