@@ -384,7 +384,8 @@ def colour_bar(scale: MapScale, *, smooth_sigma: float = 0.0, font_size: int = 1
         title=dict(text=title, x=0.0, xanchor="left", y=0.98, yanchor="top",
                    font=dict(size=font_size)),
         xaxis=dict(showgrid=False, zeroline=False, ticks="outside", nticks=6,
-                   tickformat=".3g", range=[scale.cmin, scale.cmax]),
+                   tickfont=dict(size=max(10, font_size - 2)),
+                   tickformat=".3~g", range=[scale.cmin, scale.cmax]),
         yaxis=dict(visible=False),
         coloraxis=dict(colorscale=_map_colorscale(), cmin=scale.cmin, cmax=scale.cmax,
                        showscale=False))

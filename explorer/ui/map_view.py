@@ -128,12 +128,16 @@ def _colour_bar(mp: viz.MapPanels, choice: DisplayChoice) -> None:
 def _scale_caption(mp: viz.MapPanels, choice: DisplayChoice) -> None:
     pert = (f"Perturbation shown as 0.5 + {mp.factor:.3g}·(x′ − x) (mid-grey = unchanged). "
             if mp.factor else "")
-    scale = ("0 to the larger maximum" if mp.scale.percentile is None else
-             "clipped at a high percentile of their joint values so that the structure stays "
-             "visible (the colour bar says where)")
+    pair = mp.factor is not None
+    top = "the larger maximum" if pair else "the maximum"
+    their = "their joint values" if pair else "its values"
+    scale = (f"runs from 0 to {top}" if mp.scale.percentile is None else
+             f"is clipped at a high percentile of {their} so that the structure stays visible "
+             "(the colour bar says where)")
     smooth = (f" Smoothed on screen with σ = {choice.smooth:g} px; the scores use the raw maps."
               if choice.smooth > 0 else "")
-    st.caption(pert + f"Both maps share one colour scale, {scale}; hover a map pixel for its "
+    st.caption(pert + ("Both maps share one colour scale, which " if pair else
+                       "The map's colour scale ") + f"{scale}; hover a map pixel for its "
                f"exact value and rank.{smooth}")
 
 

@@ -183,6 +183,18 @@ def test_phone(browser, app_url, dataset):
             assert page.evaluate("() => getComputedStyle(document.querySelector("
                                  "'div.xm-wrap')).overflowX") == "auto"
         screenshot(page, f"layout-{dataset}-390-table")
+        # the overlap view's two subplot titles stay apart on the narrow screen
+        overlap = ".st-key-exp-overlap .js-plotly-plot g.annotation"
+        page.wait_for_selector(overlap)
+        heads = [b for b in _boxes(page, overlap) if "top-k" in b["text"]]
+        assert len(heads) == 2 and not _overlap(*heads), heads
+        page.locator(".st-key-exp-overlap").scroll_into_view_if_needed()
+        screenshot(page, f"layout-{dataset}-390-overlap")
+        page.get_by_role("tab", name="Scores vs k").click()
+        wait_idle(page)
+        page.wait_for_selector(".st-key-exp-chart-k .main-svg")
+        page.locator(".st-key-exp-chart-k").scroll_into_view_if_needed()
+        screenshot(page, f"layout-{dataset}-390-chart-k")
         _no_horizontal_scroll(page)
         _no_traceback(page)
         tall_screenshot(page, f"layout-{dataset}-390-full", 4200)
