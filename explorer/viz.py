@@ -11,6 +11,7 @@ work on light and dark backgrounds.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -23,7 +24,7 @@ __all__ = [
     "EXACT", "WITHIN", "MISSED", "NEIGHBOURHOOD", "TOPK", "DIVERSE", "SQUARE", "MAP_CMAP",
     "PALETTE", "DEFAULT_CLIP_PERCENTILE", "MapScale", "map_scale", "smooth_for_display",
     "marker_radius", "rgb_string", "to_rgb", "perturbation_rgb", "composite", "png_data_uri",
-    "side_by_side", "map_zoom", "overlap_figure", "diverse_figure", "metric_lines",
+    "side_by_side", "map_zoom", "MapPanels", "map_panels", "colour_bar", "overlap_figure", "diverse_figure", "metric_lines",
     "history_chart", "export_panel", "figure_bytes",
 ]
 
@@ -93,7 +94,7 @@ def _axis_common() -> dict:
 
 
 def _grid_layout(titles: Sequence[str], height: int, *, spacing: float = 0.02,
-                 legend: bool = False, bottom: int = 4) -> dict:
+                 legend: bool = False, bottom: int = 4, top: int = 28) -> dict:
     """Layout dict of one row of square image panels (x/x2/.., y/y2/..) with titles.
 
     Built as plain dicts (plotly's make_subplots + add_trace validate at every step and cost
@@ -102,7 +103,7 @@ def _grid_layout(titles: Sequence[str], height: int, *, spacing: float = 0.02,
     n = len(titles)
     width = (1.0 - spacing * (n - 1)) / n
     layout: dict = dict(
-        height=height, margin=dict(l=4, r=4, t=28, b=bottom),
+        height=height, margin=dict(l=4, r=4, t=top, b=bottom),
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
         showlegend=legend, dragmode=False, annotations=[])
     for i, title in enumerate(titles):
@@ -264,7 +265,10 @@ def map_zoom(
     """
     pair = map_adv is not None
     names = list(titles[:2]) if pair else [titles[0]]
-    scale = map_scale(map_orig, map_adv, percentile=clip_percentile)
+    # the scale of the maps as drawn (as in map_panels): smoothing lowers the peaks
+    scale = map_scale(*(None if m is None else
+                        smooth_for_display(m, smooth_sigma) if smooth_sigma > 0 else m
+                        for m in (map_orig, map_adv)), percentile=clip_percentile)
     data = _map_traces(map_orig, rank_orig, names[0], 1,
                        under=None if image is None else to_rgb(image), overlay=overlay,
                        smooth_sigma=smooth_sigma)
@@ -281,6 +285,110 @@ def map_zoom(
         layout["yaxis2"]["matches"] = "y"
         del layout["yaxis2"]["scaleanchor"], layout["yaxis2"]["scaleratio"]
     layout["coloraxis"] = _coloraxis(scale, smooth_sigma)
+    return _figure(data, layout)
+
+
+@dataclass(frozen=True, eq=False)
+class MapPanels:
+    """The explorer's image and map panels as separate square figures (the page lays them out,
+    so that they can wrap onto several rows on a narrow screen). ``titles[i]`` names
+    ``figures[i]``; ``colour_bar`` is the maps' shared colour scale; ``factor`` the perturbation's
+    amplification (None without an attacked input)."""
+
+    titles: tuple[str, ...]
+    figures: tuple
+    colour_bar: object
+    scale: MapScale
+    factor: float | None
+
+
+def _panel_layout() -> dict:
+    """One square image panel filling its figure: no margins, no title (the page titles it)."""
+    return dict(margin=dict(l=0, r=0, t=0, b=0), paper_bgcolor="rgba(0,0,0,0)",
+                plot_bgcolor="rgba(0,0,0,0)", showlegend=False, dragmode=False,
+                xaxis=dict(constrain="domain", **_axis_common()),
+                yaxis=dict(autorange="reversed", scaleanchor="x", scaleratio=1,
+                           constrain="domain", **_axis_common()))
+
+
+def map_panels(
+    image: np.ndarray,
+    image_adv: np.ndarray | None,
+    map_orig: np.ndarray,
+    map_adv: np.ndarray | None,
+    rank_orig: np.ndarray,
+    rank_adv: np.ndarray | None,
+    *,
+    titles: Sequence[str] = ("original", "attacked", "perturbation", "original map", "attacked map"),
+    overlay: float = 0.0,
+    clip_percentile: float | None = DEFAULT_CLIP_PERCENTILE,
+    smooth_sigma: float = 0.0,
+    font_size: int = 12,
+) -> MapPanels:
+    """The panels of :func:`side_by_side`, one figure each, with one shared colour scale.
+
+    The scale is :func:`explorer.viz_maps.map_scale` of the maps as drawn (smoothed when
+    ``smooth_sigma`` > 0, display only: hover shows each pixel's raw value and rank). Without an
+    attacked input only the original image and map are drawn.
+    """
+    has_adv = image_adv is not None and map_adv is not None
+    shown = [smooth_for_display(m, smooth_sigma) if smooth_sigma > 0 else m
+             for m in ((map_orig, map_adv) if has_adv else (map_orig,))]
+    scale = map_scale(*shown, percentile=clip_percentile)
+    rgb = to_rgb(image)
+    names = [titles[0]]
+    traces = [_image_trace(rgb, titles[0])]
+    factor = None
+    if has_adv:
+        pert, factor = perturbation_rgb(image, image_adv)
+        adv_rgb = to_rgb(image_adv)
+        names += [titles[1], f"{titles[2]} (×{factor:.3g})" if factor else f"{titles[2]} (none)"]
+        traces += [_image_trace(adv_rgb, titles[1]), _image_trace(pert, titles[2])]
+    maps = [(map_orig, rank_orig, rgb, titles[3])]
+    if has_adv:
+        maps.append((map_adv, rank_adv, adv_rgb, titles[4]))
+    coloraxis = dict(colorscale=_map_colorscale(), cmin=scale.cmin, cmax=scale.cmax,
+                     showscale=False)
+    for m, r, under, name in maps:
+        names.append(name)
+        traces.append(_map_traces(m, r, name, 1, under=under, overlay=overlay,
+                                  smooth_sigma=smooth_sigma))
+    figures = []
+    for data in traces:
+        layout = _panel_layout()
+        if any(t.get("coloraxis") for t in data):
+            layout["coloraxis"] = coloraxis
+        figures.append(_figure(data, layout))
+    return MapPanels(tuple(names), tuple(figures),
+                     colour_bar(scale, smooth_sigma=smooth_sigma, font_size=font_size),
+                     scale, factor)
+
+
+def colour_bar(scale: MapScale, *, smooth_sigma: float = 0.0, font_size: int = 12,
+               height: int | None = None):
+    """The maps' colour scale as a horizontal strip with value ticks, titled with what it is
+    (``MapScale.label``: clipped at a percentile, or the full range)."""
+    n = 256
+    xs = np.linspace(scale.cmin, scale.cmax, n)
+    title = scale.label(": ")
+    if smooth_sigma > 0:
+        title += f"<br>display smoothed (σ = {smooth_sigma:g} px)"
+    data = [dict(type="heatmap", x=xs, y=[0], z=[xs], coloraxis="coloraxis",
+                 hovertemplate="map value %{x:.4g}<extra></extra>")]
+    layout = dict(
+        height=height or int((6.6 if smooth_sigma > 0 else 5.4) * font_size + 20),
+        margin=dict(l=8, r=8, t=int((3.4 if smooth_sigma > 0 else 2.2) * font_size),
+                    b=int(1.8 * font_size) + 4),
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", dragmode=False,
+        font=dict(size=font_size),
+        title=dict(text=title, x=0.0, xanchor="left", y=0.98, yanchor="top",
+                   font=dict(size=font_size)),
+        xaxis=dict(showgrid=False, zeroline=False, ticks="outside", nticks=6,
+                   tickfont=dict(size=max(10, font_size - 2)),
+                   tickformat=".3~g", range=[scale.cmin, scale.cmax]),
+        yaxis=dict(visible=False),
+        coloraxis=dict(colorscale=_map_colorscale(), cmin=scale.cmin, cmax=scale.cmax,
+                       showscale=False))
     return _figure(data, layout)
 
 
@@ -390,8 +498,9 @@ def overlap_figure(
          ("orig_exact", "orig_within", "orig_lost", "adv_exact", "adv_within", "adv_new")}
     prec = (n["orig_exact"] + n["orig_within"]) / k
     rec = (n["adv_exact"] + n["adv_within"]) / k
-    titles = [f"original top-k: (exact + within)/k = {prec:.3f}  (LENS-prec)",
-              f"attacked top-k: (exact + within)/k = {rec:.3f}  (LENS-recall)"]
+    # two short lines each: the pair of titles fits side by side on a phone too
+    titles = [f"original top-k · LENS-prec<br>(exact + within)/k = {prec:.3f}",
+              f"attacked top-k · LENS-recall<br>(exact + within)/k = {rec:.3f}"]
     data: list[dict] = []
     panels = [
         (map_orig, "adv_neighbourhood", [("orig_exact", EXACT, "exact match"),
@@ -425,7 +534,7 @@ def overlap_figure(
     data += [_on(_legend_entry(label, colour, group), 1) for label, colour, group in entries]
     if radius > 0:
         data.append(_on(_marker_note(radius), 1))
-    layout = _grid_layout(titles, height, spacing=0.04, legend=True, bottom=60)
+    layout = _grid_layout(titles, height, spacing=0.04, legend=True, bottom=60, top=44)
     layout["legend"] = dict(orientation="h", yanchor="top", y=-0.02, x=0, font=dict(size=11))
     return _figure(data, layout)
 
@@ -471,7 +580,7 @@ def diverse_figure(
     for side, label in (("orig", "original"), ("adv", "attacked")):
         found = int(np.asarray(masks[f"{side}_diverse_count"]))
         note = f"{found} of k = {k} found" if found < k else f"all k = {k} found"
-        titles.append(f"{label}: diverse top-k, {note}")
+        titles.append(f"{label}: diverse top-k<br>{note}")
     data: list[dict] = []
     for col, (m, side, name) in enumerate(((map_orig, "orig", "original map"),
                                            (map_adv, "adv", "attacked map")), start=1):
@@ -495,7 +604,7 @@ def diverse_figure(
                                       "s", symbol="square-open"), 1))
     if radius > 0:
         data.append(_on(_marker_note(radius), 1))
-    layout = _grid_layout(titles, height, spacing=0.04, legend=True, bottom=40)
+    layout = _grid_layout(titles, height, spacing=0.04, legend=True, bottom=40, top=44)
     layout["legend"] = dict(orientation="h", yanchor="top", y=-0.02, x=0, font=dict(size=11))
     return _figure(data, layout)
 

@@ -176,6 +176,12 @@ def _apply(state: link.LinkState) -> None:
             ss[key] = value
     if state.run:
         ss[keys.autorun()] = True
+    ss[keys.present()] = state.present
+    if state.smooth is not None:
+        ss[keys.smooth()] = state.smooth
+    if state.zoom is not None:
+        ss[keys.zoom()] = state.zoom
+        ss[keys.zoom_open()] = True
 
 
 def link_warning(problems: Sequence[link.LinkProblem]) -> None:
@@ -184,9 +190,10 @@ def link_warning(problems: Sequence[link.LinkProblem]) -> None:
         st.warning(link.problems_markdown(problems), icon=":material/link_off:")
 
 
-def sync_query_params(cfg: Config, ran: bool) -> None:
-    """Write the configuration into the URL (only when it changed)."""
-    wanted = link.to_query(link.link_state(cfg, ran=ran))
+def sync_query_params(cfg: Config, ran: bool, **view: Any) -> None:
+    """Write the configuration into the URL (only when it changed); ``view``: how the page
+    shows it (``present``, ``smooth``, ``zoom`` of ``link.link_state``)."""
+    wanted = link.to_query(link.link_state(cfg, ran=ran, **view))
     current = {k: st.query_params[k] for k in st.query_params}
     if current != wanted:
         st.query_params.from_dict(wanted)

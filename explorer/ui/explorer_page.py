@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import attacks, viz
+from explorer import attacks
 
-from . import controls, explain, flow, keys, link, panels, stages
-from .common import APP_TITLE, guarded
+from . import controls, explain, flow, keys, link, map_view, panels, stages
+from .common import APP_TITLE, guarded, presenter_style
 from .export import ExportContext
 from .stages import AttackOutcome, OriginalMap
 
@@ -82,14 +82,20 @@ def render() -> None:
         _explain()
         return
 
+    statement = st.empty()  # the one-line statement, written by the k / w panel
+    present = map_view.presenter_on()
+    if present:
+        presenter_style()
     run_col, note_col = st.columns([1, 4], vertical_alignment="center")
     with run_col:
         clicked = st.button("Run attack", type="primary", key="exp.run", width="stretch",
                             icon=":material/bolt:")
     with note_col:
-        st.caption(f"{attacks.ATTACKS[cfg.attack].name}: "
-                   + controls.attack_summary(info, attacks.ATTACKS[cfg.attack], cfg.attack_params)
-                   + f" · seed {cfg.seed} · running on {device}")
+        if not present:  # fewer numbers on a projector
+            st.caption(f"{attacks.ATTACKS[cfg.attack].name}: "
+                       + controls.attack_summary(info, attacks.ATTACKS[cfg.attack],
+                                                 cfg.attack_params)
+                       + f" · seed {cfg.seed} · running on {device}")
     autorun = st.session_state.pop(keys.autorun(), False)
     res = None
     partial = None
@@ -109,7 +115,6 @@ def render() -> None:
     if res is None and decision.action != "refuse":
         st.caption(f":material/schedule: Estimated: {decision.estimate.summary}. While it runs, "
                    "any change of a setting stops the attack and keeps the best iterate so far.")
-    controls.sync_query_params(cfg, ran=res is not None)
 
     eps = float(cfg.attack_params.get("epsilon", 1.0) or 0.0)
     _banner(cfg.dataset, orig, res, inp, eps)
@@ -117,7 +122,8 @@ def render() -> None:
         st.info(f"You stopped this attack after {partial.steps_run} of {steps} steps; shown is "
                 "the best label-preserving iterate found by then. Press **Run attack** to run it "
                 "in full.", icon=":material/pause_circle:")
-    explain.attack_help()
+    if not present:
+        explain.attack_help()
     if orig.degenerate:
         st.warning("The original map is all zeros: the gradient of the predicted class vanished "
                    "at this input, so the map ranks nothing. Rank correlations and the centre "
@@ -127,26 +133,16 @@ def render() -> None:
         st.warning("The attacked map is all zeros (the gradient vanished at x′).",
                    icon=":material/warning:")
 
-    t1, t2 = st.columns(2)
-    overlay = t1.toggle("Overlay maps on the images", key="exp.overlay", value=False)
-    full = t2.toggle("Full colour range (no clipping)", key="exp.fullrange", value=False,
-                     help="By default the colour scale stops at the 99th percentile of both "
-                          "maps' values, so that a few very bright pixels do not turn the rest "
-                          "black. Display only: the scores never see it.")
+    choice = map_view.display_controls(present)
     adv_x = res.x_adv if res is not None else None
     adv_map = res.map_adv if res is not None else None
-    fig, factor = viz.side_by_side(inp.x[0], adv_x, orig.map, adv_map, orig.rank,
-                                   res.rank_adv if res is not None else None,
-                                   overlay=0.45 if overlay else 0.0,
-                                   height=230 if res is not None else 260,
-                                   clip_percentile=None if full else viz.DEFAULT_CLIP_PERCENTILE)
-    st.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key="exp.side")
-    scale_note = (f"Perturbation shown as 0.5 + {factor:.3g}·(x′ − x) (mid-grey = unchanged). "
-                  if factor else "")
-    scale = ("0 to the larger maximum" if full else "clipped at a high percentile of their joint "
-             "values so that the structure stays visible (the colour bar says where)")
-    st.caption(scale_note + f"Both maps share one colour scale, {scale}; hover a map pixel for "
-               "its exact value and rank.")
+    adv_rank = res.rank_adv if res is not None else None
+    map_view.panels(inp.x[0], adv_x, orig.map, adv_map, orig.rank, adv_rank, choice)
+    tiles = st.empty()  # presenter mode: the headline scores, written by the k / w panel
+    zoom = map_view.zoom_view(inp.x[0], adv_x, orig.map, adv_map, orig.rank, adv_rank,
+                              "attacked" if res is not None else None, choice)
+    controls.sync_query_params(cfg, ran=res is not None, present=present,
+                               smooth=choice.smooth or None, zoom=zoom)
 
     rand = flow.random_sign(cfg, device, inp)  # after the pictures: first maps show sooner
     pairs = []
@@ -189,5 +185,8 @@ def render() -> None:
         dataset=cfg.dataset, height=h, width=w, pairs=pairs, histories=histories,
         measure=cfg.attack_params.get("measure", "topk_intersection"), key="exp", export=ctx,
         chance_source=((cfg.dataset, cfg.model, device), cfg.method, cfg.method_items()),
-        missing=missing))
+        missing=missing,
+        on_scores=map_view.headline_writer(statement, tiles if present else None, cfg,
+                                             orig, res),
+        compact=present))
     _explain()

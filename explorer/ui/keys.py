@@ -13,8 +13,8 @@ __all__ = [
     "CONFIG_PREFIX", "accepted_uploads", "attack", "attack_param", "attacks_done", "autorun",
     "dataset", "device", "gallery_page", "gallery_picked", "gallery_thumb", "image",
     "invert", "k", "link_loaded", "link_problems", "method", "method_param", "model",
-    "random_image", "region_cols", "region_rows", "reset_attack", "resolved_device", "seed",
-    "source", "upload", "w", "widget",
+    "present", "random_image", "region_cols", "region_rows", "reset_attack", "resolved_device",
+    "seed", "smooth", "source", "upload", "w", "widget", "zoom", "zoom_open",
 ]
 
 CONFIG_PREFIX = "cfg."
@@ -90,6 +90,28 @@ def k(ds: str) -> str:
 
 def w(ds: str) -> str:
     return _cfg("w", ds)
+
+
+# ------------------------------------------------------------------ how the view is shown
+
+def present() -> str:
+    """Presenter mode (large type, no sidebar) on the explorer page."""
+    return _cfg("present")
+
+
+def smooth() -> str:
+    """Display smoothing σ of the maps (pixels; never used by a score)."""
+    return _cfg("smooth")
+
+
+def zoom() -> str:
+    """What the larger view shows (one of ``link.ZOOM_VIEWS``)."""
+    return _cfg("zoom")
+
+
+def zoom_open() -> str:
+    """Whether the larger view is open when the page is first drawn (from the link)."""
+    return _cfg("zoom_open")
 
 
 def resolved_device() -> str:

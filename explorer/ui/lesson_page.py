@@ -23,7 +23,7 @@ from explorer.lessons.handout import handout_pdf
 from explorer.lessons.spec import (Lesson, LessonError, Step, load_lesson, parse_lesson,
                                    shipped_lessons, state_value)
 from explorer.ui import lesson_poll
-from explorer.ui.common import fmt
+from explorer.ui.common import PRESENTER_CSS, fmt, presenter_style
 from explorer.ui.link import link_state, to_query
 from explorer.ui.plain import literal, prose
 from explorer.ui.state import Config
@@ -39,20 +39,6 @@ VIEW_CAPTIONS = {
     "diverse": "Top-k picks against diverse top-k picks.",
     "scores": "Every score beside random noise and the unrelated-image level.",
 }
-# Large type and no sidebar, for the back of a room at 1920×1080.
-PRESENTER_CSS = """
-<style>
-[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
-[data-testid="stHeader"] {display: none;}
-[data-testid="stMainBlockContainer"] {max-width: 100%; padding: 1.2rem 3rem;}
-[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li,
-[data-testid="stTable"] td, [data-testid="stTable"] th {font-size: 1.55rem; line-height: 1.45;}
-h1 {font-size: 3rem !important;}
-h3 {font-size: 2rem !important;}
-[data-testid="stCaptionContainer"] p {font-size: 1.2rem;}
-button p {font-size: 1.4rem !important;}
-</style>
-"""
 # Arrow keys, Page Up/Down and space press the Previous / Next buttons (not while typing).
 KEYS_JS = """
 <script>
@@ -266,7 +252,7 @@ def render() -> None:
             st.query_params.pop("present", None)
         st.rerun()
     if present:
-        st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
+        presenter_style()
     components.html(KEYS_JS, height=0)
     try:
         results = _results(lesson)

@@ -20,12 +20,14 @@ from .plain import literal
 from .state import DEVICES, W_MAX, Config, attack_specs
 
 __all__ = ["LINKABLE_SOURCES", "LinkProblem", "LinkState", "MAX_LISTED", "SEED_MAX",
-           "from_query", "link_state", "parse_region", "parse_value", "problem_markdown",
+           "SMOOTH_MAX", "ZOOM_VIEWS", "from_query", "link_state", "parse_region", "parse_value", "problem_markdown",
            "problems_markdown", "to_query"]
 
 LINKABLE_SOURCES = ("sample", "index")  # an uploaded image cannot travel in a link
 SEED_MAX = 2**31 - 1
 MAX_LISTED = 10  # problems listed in the warning box; the rest are counted
+SMOOTH_MAX = 3.0  # largest display smoothing σ (pixels) offered by the page
+ZOOM_VIEWS = ("pair", "original", "perturbed")  # what the larger view shows
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class LinkState:
     k: int | None = None
     w: int | None = None
     run: bool = False  # run the attack on open
+    # How the view is shown (never what is computed):
+    present: bool = False  # presenter mode: large type, no sidebar
+    smooth: float | None = None  # display smoothing σ of the maps, in pixels
+    zoom: str | None = None  # the larger view is open on one of ZOOM_VIEWS
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,17 @@ class LinkProblem:
     instead: str = "using the default"  # what the app does in its place
 
 
-def link_state(cfg: Config, *, ran: bool = False) -> LinkState:
-    """The link of a configuration (an uploaded image is not part of it)."""
+def link_state(cfg: Config, *, ran: bool = False, present: bool = False,
+               smooth: float | None = None, zoom: str | None = None) -> LinkState:
+    """The link of a configuration (an uploaded image is not part of it) and of how the page
+    shows it (presenter mode, display smoothing, the larger view)."""
     return LinkState(
         dataset=cfg.dataset, model=cfg.model, source=cfg.source,
         image=None if cfg.source == "upload" else cfg.image, method=cfg.method,
         method_params=dict(cfg.method_params), attack=cfg.attack,
         attack_params=dict(cfg.attack_params), region=cfg.region, seed=cfg.seed,
-        device=cfg.device, k=cfg.k, w=cfg.w, run=ran)
+        device=cfg.device, k=cfg.k, w=cfg.w, run=ran, present=present, smooth=smooth,
+        zoom=zoom)
 
 
 def to_query(state: LinkState) -> dict[str, str]:
@@ -96,6 +105,12 @@ def to_query(state: LinkState) -> dict[str, str]:
             q[key] = str(value)
     if state.run:
         q["run"] = "1"
+    if state.present:
+        q["present"] = "1"
+    if state.smooth is not None:
+        q["smooth"] = _to_text(float(state.smooth))
+    if state.zoom is not None:
+        q["zoom"] = state.zoom
     return q
 
 
@@ -172,11 +187,41 @@ def from_query(params: Mapping[str, str]) -> tuple[LinkState, list[LinkProblem]]
     k = _parse_int(q, "k", problems, lo=1, hi=h * w,
                    what=f"k is a pixel count; this {h}×{w} image allows")
     wv = _parse_int(q, "w", problems, lo=0, hi=W_MAX, what="w allowed")
+    present, smooth, zoom = _view(q, problems)
     state = LinkState(dataset=ds, model=model, source=source, image=image, method=method,
                       method_params=method_params, attack=attack, attack_params=attack_params,
                       region=region, seed=seed, device=device, k=k, w=wv,
-                      run=q.get("run") == "1")
+                      run=q.get("run") == "1", present=present, smooth=smooth, zoom=zoom)
     return state, problems
+
+
+def _view(q: Mapping[str, str], problems: list[LinkProblem]
+          ) -> tuple[bool, float | None, str | None]:
+    """The display part of a link: presenter mode, smoothing σ, the larger view."""
+    present = q.get("present", "0")
+    if present not in ("0", "1"):
+        problems.append(LinkProblem("present", present, "is not 0 or 1",
+                                    "allowed: 1 (presenter mode) or 0", "presenter mode off"))
+    smooth = None
+    if "smooth" in q:
+        try:
+            smooth = float(q["smooth"])
+        except ValueError:
+            smooth = None
+            why = "is not a number"
+        else:
+            why = "is out of range" if math.isfinite(smooth) else "is not a finite number"
+        if smooth is None or not 0.0 <= smooth <= SMOOTH_MAX:  # NaN fails the range too
+            problems.append(LinkProblem("smooth", q["smooth"], why,
+                                        f"allowed: a smoothing σ in pixels, 0..{SMOOTH_MAX:g}",
+                                        "no smoothing"))
+            smooth = None
+    zoom = q.get("zoom")
+    if zoom is not None and zoom not in ZOOM_VIEWS:
+        problems.append(LinkProblem("zoom", zoom, "is not a larger view",
+                                    f"allowed: {', '.join(ZOOM_VIEWS)}", "larger view closed"))
+        zoom = None
+    return present == "1", smooth, zoom
 
 
 # ------------------------------------------------------------------------------- values

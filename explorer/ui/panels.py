@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import streamlit as st
@@ -85,6 +85,10 @@ class PanelInput:
     chance_source: tuple | None = None
     # columns shown before the pairs with no scores (see Missing)
     missing: tuple[Missing, ...] = ()
+    # called on every run of the panel with (k, w, values per pair, chance cells or None): the
+    # page's statement above the pictures follows k and w this way
+    on_scores: Callable[[int, int, list, dict | None], None] | None = None
+    compact: bool = False  # fewer numbers on screen (presenter mode): the table in an expander
 
 
 def _families():
@@ -352,16 +356,19 @@ def analysis(panel: PanelInput) -> None:
     if panel.chance_source is not None:
         first = panel.pairs[0]
         cells = chance_stages.table_chance(*panel.chance_source, first.key, first.a, first.b, k, w)
-    st.markdown(metric_table_html(values, labels, k=k, w=w, chance_cells=cells,
-                                  missing=panel.missing),
-                unsafe_allow_html=True)
+    if panel.on_scores is not None:
+        panel.on_scores(k, w, values, cells)
+    box = st.expander("Every score", expanded=False) if panel.compact else st.container()
+    box.markdown(metric_table_html(values, labels, k=k, w=w, chance_cells=cells,
+                                   missing=panel.missing),
+                 unsafe_allow_html=True)
     if cells is not None:
         n_maps = chance_stages.unrelated_count(panel.chance_source[0][0])
-        st.caption(f"Chance: the same metric between the maps of {n_maps} "
-                   "unrelated bundled images (mean ± standard deviation), and for the "
-                   f"{panel.pairs[0].label} map with its values shuffled over the pixels. 'norm' "
-                   "is (score − chance) / (1 − chance) against the unrelated images: 0 is chance "
-                   "level, 1 a perfect match (for the centre shift, 1 − shift / chance).")
+        box.caption(f"Chance: the same metric between the maps of {n_maps} "
+                    "unrelated bundled images (mean ± standard deviation), and for the "
+                    f"{panel.pairs[0].label} map with its values shuffled over the pixels. 'norm' "
+                    "is (score − chance) / (1 − chance) against the unrelated images: 0 is chance "
+                    "level, 1 a perfect match (for the centre shift, 1 − shift / chance).")
     for text in _set_warnings(panel, k, w):
         st.caption(f":material/warning: {text}")
     # Rank correlations depend on w only: have them ready for the next w moves.

@@ -86,6 +86,9 @@ def link_states(draw) -> link.LinkState:
         k=draw(_optional(st.integers(1, h * w))),
         w=draw(_optional(st.integers(0, W_MAX))),
         run=draw(st.booleans()),
+        present=draw(st.booleans()),
+        smooth=draw(_optional(st.floats(0.0, link.SMOOTH_MAX, allow_nan=False))),
+        zoom=draw(_optional(st.sampled_from(link.ZOOM_VIEWS))),
     )
 
 
@@ -172,6 +175,13 @@ REFUSALS = [
     ({"k": "785"}, "k", "out of range", "28×28 image allows: 1..784", lambda s: s.k is None),
     ({"ds": "imagenet", "k": "0"}, "k", "out of range", "1..50176", lambda s: s.k is None),
     ({"w": "11"}, "w", "out of range", f"0..{W_MAX}", lambda s: s.w is None),
+    ({"present": "yes"}, "present", "is not 0 or 1", "1 (presenter mode) or 0",
+     lambda s: s.present is False),
+    ({"smooth": "-1"}, "smooth", "out of range", "0..3", lambda s: s.smooth is None),
+    ({"smooth": "nan"}, "smooth", "not a finite number", "0..3", lambda s: s.smooth is None),
+    ({"smooth": "lots"}, "smooth", "not a number", "σ in pixels", lambda s: s.smooth is None),
+    ({"zoom": "all"}, "zoom", "is not a larger view", "pair, original, perturbed",
+     lambda s: s.zoom is None),
 ]
 
 
@@ -195,6 +205,20 @@ def test_good_values_beside_bad_ones_still_apply():
     assert [p.key for p in problems] == ["a.steps", "k"]
     assert (state.dataset, state.w, state.seed, state.k) == ("fashion_mnist", 2, 7, None)
     assert state.attack_params == {"epsilon": 0.05}
+
+
+def test_view_part_of_the_link():
+    """Presenter mode, display smoothing and the larger view travel in the link; the page's
+    configuration (and so its cache keys) does not depend on them."""
+    cfg = Config(dataset="mnist", model="natural")
+    q = link.to_query(link.link_state(cfg, present=True, smooth=1.5, zoom="pair"))
+    assert (q["present"], q["smooth"], q["zoom"]) == ("1", "1.5", "pair")
+    assert list(q)[-3:] == ["present", "smooth", "zoom"]
+    plain_q = link.to_query(link.link_state(cfg))
+    assert not {"present", "smooth", "zoom"} & set(plain_q)
+    state, problems = link.from_query({"present": "1", "smooth": "0.5", "zoom": "original"})
+    assert problems == [] and (state.present, state.smooth, state.zoom) == (True, 0.5, "original")
+    assert link.from_query({"present": "0"}) == (link.LinkState(), [])
 
 
 def test_run_only_on_one():
