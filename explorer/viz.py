@@ -17,7 +17,7 @@ import numpy as np
 
 from .viz_export import export_panel, figure_bytes
 from .viz_maps import (DEFAULT_CLIP_PERCENTILE, MapScale, expand_markers, map_scale,
-                       marker_radius, smooth_for_display)
+                       marker_radius, region_shapes, smooth_for_display)
 
 __all__ = [
     "EXACT", "WITHIN", "MISSED", "NEIGHBOURHOOD", "TOPK", "DIVERSE", "SQUARE", "MAP_CMAP",
@@ -195,6 +195,7 @@ def side_by_side(
     compact: bool = False,
     clip_percentile: float | None = DEFAULT_CLIP_PERCENTILE,
     smooth_sigma: float = 0.0,
+    region: Sequence[int] | None = None,
 ):
     """Original image, attacked image, amplified perturbation, original and attacked maps.
 
@@ -207,7 +208,9 @@ def side_by_side(
     1-based). ``overlay`` in [0, 1): when > 0 each map is drawn over its image with that much
     opacity of the image showing through. Without an attacked input (``image_adv is None``),
     only the original image and map are drawn. ``compact`` leaves out the attacked image and
-    the perturbation (image, map, attacked map). Returns ``(figure, amplification factor or
+    the perturbation (image, map, attacked map). ``region`` (r0, r1, c0, c1), the targeted
+    attack's rectangle, is outlined on the original image and on the maps
+    (:func:`explorer.viz_maps.region_shapes`). Returns ``(figure, amplification factor or
     None)``.
     """
     has_adv = image_adv is not None and map_adv is not None
@@ -233,12 +236,15 @@ def side_by_side(
     maps = [(map_orig, rank_orig, rgb, panel_titles[-2 if has_adv else -1])]
     if has_adv:
         maps.append((map_adv, rank_adv, to_rgb(image_adv), panel_titles[-1]))
+    map_cols = []
     for m, r, under, name in maps:
         col += 1
+        map_cols.append(col)
         data += _map_traces(m, r, name, col, under=under, overlay=overlay,
                             smooth_sigma=smooth_sigma)
     layout = _grid_layout(panel_titles, height)
     layout["coloraxis"] = _coloraxis(scale, smooth_sigma)
+    layout["shapes"] = region_shapes(region, [1, *map_cols])
     return _figure(data, layout), factor
 
 

@@ -124,8 +124,11 @@ def render() -> None:
                                    res.rank_adv if res is not None else None,
                                    overlay=0.45 if overlay else 0.0,
                                    height=230 if res is not None else 260,
-                                   clip_percentile=None if full else viz.DEFAULT_CLIP_PERCENTILE)
+                                   clip_percentile=None if full else viz.DEFAULT_CLIP_PERCENTILE,
+                                   region=cfg.region)
     st.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key="exp.side")
+    if cfg.region is not None:
+        st.caption(explain.region_caption(cfg.region))
     scale_note = (f"Perturbation shown as 0.5 + {factor:.3g}·(x′ − x) (mid-grey = unchanged). "
                   if factor else "")
     scale = ("0 to the larger maximum" if full else "clipped at a high percentile of their joint "
