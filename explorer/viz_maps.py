@@ -172,7 +172,8 @@ def region_shapes(region: Sequence[int] | None, panels: Sequence[int]) -> list[d
         return []
     r0, r1, c0, c1 = (int(v) for v in region)
     if r1 < r0 or c1 < c0:
-        raise ValueError(f"region rows {r0}..{r1}, columns {c0}..{c1}: need r0 ≤ r1 and c0 ≤ c1")
+        raise ValueError(f"region rows {r0}..{r1}, columns {c0}..{c1}: "
+                         "need r0 ≤ r1 and c0 ≤ c1")
     shapes = []
     for col in panels:
         suffix = "" if col == 1 else str(col)

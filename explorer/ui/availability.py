@@ -101,12 +101,14 @@ def restrict_link(query: Mapping[str, str], state: link.LinkState,
         hint = dataset_hint(state.dataset)
         state, again = link.from_query({**query, "ds": fallback})
         name = data.DATASETS[fallback].name
-        problems = [link.LinkProblem("ds", query.get("ds", ""), f"cannot be used here: {_why(hint)}",
+        problems = [link.LinkProblem("ds", query.get("ds", ""),
+                                     f"cannot be used here: {_why(hint)}",
                                      f"allowed here: {', '.join(usable)}", f"using {name}")]
         problems += [p for p in again if p.key != "ds"]
     if state.model is not None and state.model not in usable_models(state.dataset):
         problems = [*problems, link.LinkProblem(
-            "model", state.model, f"cannot be used here: {_why(model_hint(state.dataset, state.model))}",
+            "model", state.model,
+            f"cannot be used here: {_why(model_hint(state.dataset, state.model))}",
             f"allowed here: {', '.join(usable_models(state.dataset)) or 'none'}",
             "using the default model")]
         state = replace(state, model=None)

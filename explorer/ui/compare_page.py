@@ -21,7 +21,7 @@ from .common import APP_TITLE, guarded
 from .state import Config
 
 __all__ = ["VERDICT_MARGIN", "compare_from_query", "compare_query", "default_partner", "render",
-           "short_label", "verdict"]
+           "short_label", "verdict", "verdict_facts"]
 
 VERDICT_MARGIN = 0.05  # normalised top-k intersections closer than this: "within noise"
 
@@ -90,24 +90,30 @@ def verdict(scores: Mapping[str, float], *, k: int, n_pixels: int, attack: str,
     attack run: differences that small move with the seed)."""
     (la, ia), (lb, ib) = list(scores.items())[:2]
     na, nb = (normalised_intersection(v, k, n_pixels) for v in (ia, ib))
-    facts = (f"top-k intersection at k = {k:,} (chance level {k / n_pixels:.3f}): {la} {ia:.3f}, "
-             f"{lb} {ib:.3f}; normalised {na:.2f} vs {nb:.2f}")
     if na != na or nb != nb:
-        return f"No verdict: at k = H·W every top-k set is the whole image ({facts})."
+        return f"No verdict: at k = H·W = {k:,} every top-k set is the whole image."
     diff = na - nb
     if abs(diff) < margin:
-        return (f"Within noise: under the {attack}, the two models' explanations are about "
-                f"equally robust ({facts}; the difference {abs(diff):.2f} is below {margin}).")
-    better, worse = (la, lb) if diff > 0 else (lb, la)
-    return (f"More robust: the **{better}** model's explanation under the {attack} ({facts}; "
-            f"{abs(diff):.2f} above the {worse} model's, at least {margin} needed).")
+        return (f"Within noise: under the {attack} the two models' explanations are about "
+                f"equally robust (normalised top-k intersection {la} {na:.2f}, {lb} {nb:.2f}; "
+                f"a difference below {margin}).")
+    (better, nbest), (worse, nworst) = sorted(((la, na), (lb, nb)), key=lambda t: -t[1])
+    return (f"The **{better}** model's explanation is the more robust under the {attack}: "
+            f"normalised top-k intersection {nbest:.2f} against {nworst:.2f} for {worse}.")
 
 
-RULE = (f"Verdict rule: each model's top-k intersection between its original and attacked map at "
-        "the dataset's paper k, normalised as (I − k/n) / (1 − k/n) so that 0 is the chance level "
-        f"of unrelated maps and 1 no change; the higher one wins when the two differ by at least "
-        f"{VERDICT_MARGIN}, else the result is within noise (one image, one attack run). Both "
-        "models need a label-preserving perturbation for a verdict.")
+def verdict_facts(scores: Mapping[str, float], *, k: int, n_pixels: int) -> str:
+    """The raw numbers behind :func:`verdict`."""
+    shown = ", ".join(f"{label} {v:.3f}" for label, v in scores.items())
+    return (f"Top-k intersection at k = {k:,} of {n_pixels:,} pixels: {shown}; chance level "
+            f"k/n = {k / n_pixels:.3f}.")
+
+
+RULE = ("Verdict rule: each model's top-k intersection between its original and attacked map "
+        "at the dataset's paper k, normalised as (I − k/n) / (1 − k/n) so that 0 is the chance "
+        "level of unrelated maps and 1 no change; the higher one wins when the two differ by at "
+        f"least {VERDICT_MARGIN}, else the result is within noise (one image, one attack run). "
+        "Both models need a label-preserving perturbation for a verdict.")
 
 
 # ------------------------------------------------------------------------------- the page
@@ -130,7 +136,7 @@ def _partner_control(cfg: Config, usable: list[str]) -> tuple[str | None, list]:
     if st.session_state.get(key) not in others:
         st.session_state[key] = default_partner(cfg.model, usable)
     labels = {m.name: m.label or m.name for m in models.models_for(cfg.dataset)}
-    partner = st.selectbox("Compared with", others, key=key,
+    partner = st.columns([2, 3])[0].selectbox("Compared with", others, key=key,
                            format_func=lambda n: labels.get(n, n),
                            help="The first model is the one chosen in the sidebar.")
     return partner, problems
@@ -241,6 +247,7 @@ def _show_verdict(slot, cfg: Config, pairs: list, outcomes: dict, attack_name: s
                                      ["topk_intersection"]) for p in pairs}
             st.info(verdict(scores, k=k, n_pixels=n_pixels, attack=attack_name),
                     icon=":material/balance:")
+            st.caption(verdict_facts(scores, k=k, n_pixels=n_pixels))
         st.caption(RULE)
 
 

@@ -21,8 +21,8 @@ from . import availability, keys, link, picker
 from .state import DEVICES, Config, attack_specs
 
 __all__ = ["PIXEL_PARAMS", "Sidebar", "apply_link", "attack_defaults", "attack_summary",
-           "card_line", "choice_label", "keep_state", "link_warning", "model_available", "page_start",
-           "param_widget", "pixel_scale", "resolved_device", "sidebar", "sync_query_params"]
+           "card_line", "choice_label", "keep_state", "link_warning", "model_available",
+           "page_start", "param_widget", "pixel_scale", "resolved_device", "sidebar", "sync_query_params"]
 
 # Attack parameters that are pixel budgets ([0, 1] units); shown in 1/255 units for RGB data.
 PIXEL_PARAMS = ("epsilon", "step_size")
@@ -283,19 +283,22 @@ def _model_controls(ds: str, info) -> str:
     if st.session_state[key] not in usable:
         st.session_state[key] = usable[0]
     model = st.selectbox("Model", usable, key=key, format_func=lambda n: labels.get(n, n))
-    _not_here([availability.model_hint(ds, n) for n in model_names if n not in usable])
     try:
         st.caption(card_line(models.card(ds, model)))
     except Exception as exc:  # noqa: BLE001 - a broken card must not hide the sidebar
         st.caption(f"model card unreadable: {exc}")
+    _not_here([availability.model_hint(ds, n) for n in model_names if n not in usable])
     return model
 
 
 def _not_here(hints: Sequence[str | None]) -> None:
-    """One caption naming what cannot be used here, one short line each."""
+    """A closed expander naming what cannot be used here; inside, one short line each on how
+    to add it ("GTSRB — not installed: `python -m explorer data import gtsrb DIR`")."""
     lines = [h for h in hints if h]
     if lines:
-        st.caption("Not available here:  \n" + "  \n".join(lines))
+        names = [line.split(" — ", 1)[0].removesuffix(" (ImageNet)") for line in lines]
+        with st.expander(f"Not available here: {', '.join(names)}", icon=":material/block:"):
+            st.caption("  \n".join(lines))
 
 
 def _method_controls() -> tuple[str, dict[str, Any]]:

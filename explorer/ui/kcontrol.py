@@ -44,7 +44,8 @@ def k_slider(dataset: str, n_pixels: int, key: str, label: str = "k (top pixels 
     n = int(n_pixels)
     paper_k = int(data.DATASETS[dataset].defaults.eval_k)
     if not uses_log_scale(n):
-        return int(st.slider(label, 1, n, key=key, help=f"Size of the top-k sets, 1 .. H·W = {n}."))
+        return int(st.slider(label, 1, n, key=key,
+                             help=f"Size of the top-k sets, 1 .. H·W = {n}."))
     current = int(st.session_state.get(key, min(paper_k, n)))
     current = min(max(current, 1), n)
     st.session_state[key] = current
@@ -53,9 +54,9 @@ def k_slider(dataset: str, n_pixels: int, key: str, label: str = "k (top pixels 
     k = int(st.select_slider(
         label, options, key=key, format_func=lambda v: f"{v:,}",
         help=f"Size of the top-k sets, 1 .. H·W = {n:,}, on a log scale (1, 2, 5, 10, …; the "
-             f"paper's k = {paper_k:,}). The label over the thumb is the exact k the table uses."))
-    note = f"k = {k:,} of {n:,} pixels ({100 * k / n:.2g}%)"
-    if k not in base:
-        note += "; this k (from the link) is not on the 1-2-5 grid and is kept as it is"
-    st.caption(note)
+             f"paper's k = {paper_k:,}). The label over the thumb is the exact k the table "
+             "uses."))
+    if k not in base:  # said only then: a caption on every run would push the w slider down
+        st.caption(f"k = {k:,} of {n:,} pixels ({100 * k / n:.2g}%): this k (from the link) is "
+                   "not on the 1-2-5 grid and is kept as it is")
     return k

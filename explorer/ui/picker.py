@@ -19,7 +19,8 @@ from . import keys, stages
 from .plain import literal, prose
 from .state import SOURCES
 
-__all__ = ["GALLERY_COLS", "GALLERY_CSS", "GALLERY_KEY", "GALLERY_ROWS", "ImageChoice", "SOURCE_LABELS", "image_controls"]
+__all__ = ["GALLERY_COLS", "GALLERY_CSS", "GALLERY_KEY", "GALLERY_ROWS", "ImageChoice",
+           "SOURCE_LABELS", "image_controls"]
 
 SOURCE_LABELS = {"sample": "Gallery", "index": "Test-set index", "upload": "Upload"}
 GALLERY_COLS = 3  # 4 columns cut two-digit labels to "1…" in a 300 px sidebar

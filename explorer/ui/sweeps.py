@@ -23,6 +23,7 @@ from explorer.evaluation.plan import PAPER, EvalConfig, parse_number
 from explorer.evaluation.runner import run
 from explorer.attacks import ATTACKS
 from explorer.attributions import METHODS
+from explorer.ui import availability
 from explorer.ui.common import citation_caption, fmt, show_problem
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -204,7 +205,7 @@ def _live_sweep() -> None:
 
     st.markdown("Run a small sweep here (a few images, in this browser session). Larger runs: "
                 "`python -m explorer evaluate` (see docs/reproduction.md).")
-    datasets = [d for d in data.DATASETS if _models_of(d)]
+    datasets = [d for d in availability.usable_datasets() if _models_of(d)]  # usable here only
     if not datasets:
         st.info("No shipped models are available on this machine.")
         return

@@ -71,18 +71,22 @@ def test_chance_level_of_top_k_intersection_matches_monte_carlo():
 def test_verdict_names_the_more_robust_model_by_the_stated_rule():
     # k = 100 of 784 pixels: chance 100/784 = 0.12755; (0.6 - c) / (1 - c) = 0.5415,
     # (0.3 - c) / (1 - c) = 0.1977; the difference 0.34 is above the margin 0.05.
-    line = compare_page.verdict({"natural": 0.3, "PGD": 0.6}, k=100, n_pixels=784,
-                                attack="top-k attack")
-    assert line.startswith("More robust: the **PGD** model's explanation under the top-k attack")
-    assert "chance level 0.128" in line and "normalised 0.20 vs 0.54" in line
-    assert "0.34 above the natural model's" in line
+    scores = {"natural": 0.3, "PGD": 0.6}
+    line = compare_page.verdict(scores, k=100, n_pixels=784, attack="top-k attack")
+    assert line == ("The **PGD** model's explanation is the more robust under the top-k attack: "
+                    "normalised top-k intersection 0.54 against 0.20 for natural.")
+    assert compare_page.verdict_facts(scores, k=100, n_pixels=784) == (
+        "Top-k intersection at k = 100 of 784 pixels: natural 0.300, PGD 0.600; chance level "
+        "k/n = 0.128.")
 
 
 def test_verdict_within_noise_below_the_margin():
-    # (0.52 - 0.50) / (1 - 100/784) = 0.0229 < 0.05
+    # (0.52 - c) / (1 - c) = 0.4498, (0.50 - c) / (1 - c) = 0.4269: 0.0229 < 0.05
     line = compare_page.verdict({"natural": 0.50, "PGD": 0.52}, k=100, n_pixels=784,
                                 attack="top-k attack")
-    assert line.startswith("Within noise:") and "the difference 0.02 is below 0.05" in line
+    assert line == ("Within noise: under the top-k attack the two models' explanations are about "
+                    "equally robust (normalised top-k intersection natural 0.43, PGD 0.45; a "
+                    "difference below 0.05).")
     line = compare_page.verdict({"natural": 1.0, "PGD": 1.0}, k=784, n_pixels=784,
                                 attack="top-k attack")
     assert line.startswith("No verdict")
