@@ -27,6 +27,7 @@ __all__ = [
     "MetricInfo",
     "METRICS",
     "METRIC_KEYS",
+    "metric_label",
     "validate_k",
     "validate_w",
     "validate_maps",
@@ -110,6 +111,12 @@ _METRIC_LIST = (
 
 METRICS: dict[str, MetricInfo] = {m.key: m for m in _METRIC_LIST}
 METRIC_KEYS: tuple[str, ...] = tuple(METRICS)
+
+
+def metric_label(key: str) -> str:
+    """The readable name of a metric key ("top-k intersection"); other text is returned as is."""
+    info = METRICS.get(key)
+    return info.name if info is not None else str(key)
 
 
 # --------------------------------------------------------------------------------------------

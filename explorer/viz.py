@@ -18,7 +18,7 @@ import numpy as np
 
 from .viz_export import export_panel, figure_bytes
 from .viz_maps import (DEFAULT_CLIP_PERCENTILE, MapScale, expand_markers, map_scale,
-                       marker_radius, smooth_for_display)
+                       marker_radius, region_shapes, smooth_for_display)
 
 __all__ = [
     "EXACT", "WITHIN", "MISSED", "NEIGHBOURHOOD", "TOPK", "DIVERSE", "SQUARE", "MAP_CMAP",
@@ -196,6 +196,7 @@ def side_by_side(
     compact: bool = False,
     clip_percentile: float | None = DEFAULT_CLIP_PERCENTILE,
     smooth_sigma: float = 0.0,
+    region: Sequence[int] | None = None,
 ):
     """Original image, attacked image, amplified perturbation, original and attacked maps.
 
@@ -208,7 +209,9 @@ def side_by_side(
     1-based). ``overlay`` in [0, 1): when > 0 each map is drawn over its image with that much
     opacity of the image showing through. Without an attacked input (``image_adv is None``),
     only the original image and map are drawn. ``compact`` leaves out the attacked image and
-    the perturbation (image, map, attacked map). Returns ``(figure, amplification factor or
+    the perturbation (image, map, attacked map). ``region`` (r0, r1, c0, c1), the targeted
+    attack's rectangle, is outlined on the original image and on the maps
+    (:func:`explorer.viz_maps.region_shapes`). Returns ``(figure, amplification factor or
     None)``.
     """
     has_adv = image_adv is not None and map_adv is not None
@@ -234,12 +237,15 @@ def side_by_side(
     maps = [(map_orig, rank_orig, rgb, panel_titles[-2 if has_adv else -1])]
     if has_adv:
         maps.append((map_adv, rank_adv, to_rgb(image_adv), panel_titles[-1]))
+    map_cols = []
     for m, r, under, name in maps:
         col += 1
+        map_cols.append(col)
         data += _map_traces(m, r, name, col, under=under, overlay=overlay,
                             smooth_sigma=smooth_sigma)
     layout = _grid_layout(panel_titles, height)
     layout["coloraxis"] = _coloraxis(scale, smooth_sigma)
+    layout["shapes"] = region_shapes(region, [1, *map_cols])
     return _figure(data, layout), factor
 
 
@@ -324,12 +330,14 @@ def map_panels(
     clip_percentile: float | None = DEFAULT_CLIP_PERCENTILE,
     smooth_sigma: float = 0.0,
     font_size: int = 12,
+    region: Sequence[int] | None = None,
 ) -> MapPanels:
     """The panels of :func:`side_by_side`, one figure each, with one shared colour scale.
 
     The scale is :func:`explorer.viz_maps.map_scale` of the maps as drawn (smoothed when
     ``smooth_sigma`` > 0, display only: hover shows each pixel's raw value and rank). Without an
-    attacked input only the original image and map are drawn.
+    attacked input only the original image and map are drawn. ``region`` (r0, r1, c0, c1), the
+    targeted attack's region, is outlined on the original image and on the maps.
     """
     has_adv = image_adv is not None and map_adv is not None
     shown = [smooth_for_display(m, smooth_sigma) if smooth_sigma > 0 else m
@@ -353,11 +361,14 @@ def map_panels(
         names.append(name)
         traces.append(_map_traces(m, r, name, 1, under=under, overlay=overlay,
                                   smooth_sigma=smooth_sigma))
+    outlined = {0, *range(len(traces) - len(maps), len(traces))}
     figures = []
-    for data in traces:
+    for i, data in enumerate(traces):
         layout = _panel_layout()
         if any(t.get("coloraxis") for t in data):
             layout["coloraxis"] = coloraxis
+        if i in outlined:
+            layout["shapes"] = region_shapes(region, [1])
         figures.append(_figure(data, layout))
     return MapPanels(tuple(names), tuple(figures),
                      colour_bar(scale, smooth_sigma=smooth_sigma, font_size=font_size),

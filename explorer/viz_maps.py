@@ -19,6 +19,8 @@ __all__ = [
     "DEFAULT_CLIP_PERCENTILE",
     "MARKER_FRACTION",
     "MapScale",
+    "REGION_COLOUR",
+    "region_shapes",
     "map_scale",
     "smooth_for_display",
     "marker_radius",
@@ -153,3 +155,31 @@ def expand_markers(layers: Sequence[tuple[np.ndarray, str]], radius: int, *, kee
               colour, int(mask.sum())) for mask, colour in markers]
     halos.sort(key=lambda h: -h[2])  # painted largest first: the rarest is painted last, on top
     return layers[:keep] + [(h, c) for h, c, _ in halos] + markers
+
+
+REGION_COLOUR = "#00E5FF"  # bright cyan: reads on the inferno maps and on grey or colour photos
+REGION_HALO = "rgba(0, 0, 0, 0.85)"  # a dark line under it, for light backgrounds
+
+
+def region_shapes(region: Sequence[int] | None, panels: Sequence[int]) -> list[dict]:
+    """Plotly layout shapes outlining ``region`` = (r0, r1, c0, c1) (inclusive pixel rows and
+    columns) on each of the 1-based image ``panels`` (axes x/y, x2/y2, ...).
+
+    The outline runs along the pixels' outer edges (c0 − ½ .. c1 + ½), a 2-px cyan line over a
+    4-px dark one: line widths are screen pixels, so it reads the same at 28×28 and 224×224.
+    """
+    if region is None:
+        return []
+    r0, r1, c0, c1 = (int(v) for v in region)
+    if r1 < r0 or c1 < c0:
+        raise ValueError(f"region rows {r0}..{r1}, columns {c0}..{c1}: "
+                         "need r0 ≤ r1 and c0 ≤ c1")
+    shapes = []
+    for col in panels:
+        suffix = "" if col == 1 else str(col)
+        for colour, width in ((REGION_HALO, 4), (REGION_COLOUR, 2)):
+            shapes.append(dict(type="rect", xref=f"x{suffix}", yref=f"y{suffix}",
+                               x0=c0 - 0.5, x1=c1 + 0.5, y0=r0 - 0.5, y1=r1 + 0.5,
+                               line=dict(color=colour, width=width), fillcolor="rgba(0,0,0,0)",
+                               layer="above"))
+    return shapes

@@ -14,15 +14,15 @@ from typing import Any, Sequence
 
 import streamlit as st
 
-from explorer import attacks, attributions, data, models
+from explorer import attacks, attributions, data, metrics, models
 from explorer import device as device_choice
 
-from . import keys, link, picker
+from . import availability, keys, link, picker
 from .state import DEVICES, Config, attack_specs
 
 __all__ = ["PIXEL_PARAMS", "Sidebar", "apply_link", "attack_defaults", "attack_summary",
-           "card_line", "keep_state", "link_warning", "model_available", "page_start",
-           "param_widget", "pixel_scale", "resolved_device", "sidebar", "sync_query_params"]
+           "card_line", "choice_label", "keep_state", "link_warning", "model_available",
+           "page_start", "param_widget", "pixel_scale", "resolved_device", "sidebar", "sync_query_params"]
 
 # Attack parameters that are pixel budgets ([0, 1] units); shown in 1/255 units for RGB data.
 PIXEL_PARAMS = ("epsilon", "step_size")
@@ -77,10 +77,18 @@ def attack_summary(dataset_info, attack_info, values: dict[str, Any]) -> str:
             text = f"{v * scale:.3g}/255"
         elif isinstance(v, float):
             text = f"{v:.4g}"
+        elif p.kind == "choice":
+            text = choice_label(v)
         else:
             text = str(v)
         parts.append(f"{p.display_label} = {text}")
     return " · ".join(parts)
+
+
+def choice_label(value: Any) -> str:
+    """How a choice value is shown: a metric key by its readable name (the one table,
+    ``metrics.METRICS``), anything else as its text."""
+    return metrics.metric_label(value) if isinstance(value, str) else str(value)
 
 
 def param_widget(p, key: str, *, scale: float = 1.0, disabled: bool = False) -> Any:
@@ -96,7 +104,7 @@ def param_widget(p, key: str, *, scale: float = 1.0, disabled: bool = False) -> 
         return bool(value)
     if p.kind == "choice":
         return st.selectbox(label, p.choices, key=key, help=help_text, disabled=disabled,
-                            format_func=str)
+                            format_func=choice_label)
     if p.kind == "int":
         value = st.number_input(
             label, key=key, help=help_text, disabled=disabled, step=int(p.step or 1),
@@ -141,6 +149,7 @@ def apply_link() -> tuple[link.LinkProblem, ...]:
     problems: tuple[link.LinkProblem, ...] = ()
     if query:
         state, found = link.from_query(query)
+        state, found = availability.restrict_link(query, state, found)
         _apply(state)
         problems = tuple(found)
     st.session_state[keys.link_problems()] = problems
@@ -270,19 +279,33 @@ def _model_controls(ds: str, info) -> str:
     if not model_names:
         st.warning(f"No model is registered for {info.name}.")
         return ""
-    available = {m.name: model_available(ds, m.name) for m in model_infos}
-    labels = {m.name: (m.label or m.name) + ("" if available[m.name] else " · not here")
-              for m in model_infos}
+    # Only usable models are offered; the others are named below with how to add them.
+    usable = availability.usable_models(ds)
+    labels = {m.name: m.label or m.name for m in model_infos}
     key = keys.model(ds)
-    _init(key, next((n for n in model_names if available[n]), model_names[0]))
-    if st.session_state[key] not in model_names:
-        st.session_state[key] = model_names[0]
-    model = st.selectbox("Model", model_names, key=key, format_func=lambda n: labels.get(n, n))
+    if not usable:
+        st.warning(availability.dataset_hint(ds) or f"No model of {info.name} can be used here.")
+        return ""
+    _init(key, usable[0])
+    if st.session_state[key] not in usable:
+        st.session_state[key] = usable[0]
+    model = st.selectbox("Model", usable, key=key, format_func=lambda n: labels.get(n, n))
     try:
         st.caption(card_line(models.card(ds, model)))
     except Exception as exc:  # noqa: BLE001 - a broken card must not hide the sidebar
         st.caption(f"model card unreadable: {exc}")
+    _not_here([availability.model_hint(ds, n) for n in model_names if n not in usable])
     return model
+
+
+def _not_here(hints: Sequence[str | None]) -> None:
+    """A closed expander naming what cannot be used here; inside, one short line each on how
+    to add it ("GTSRB — not installed: `python -m explorer data import gtsrb DIR`")."""
+    lines = [h for h in hints if h]
+    if lines:
+        names = [line.split(" — ", 1)[0].removesuffix(" (ImageNet)") for line in lines]
+        with st.expander(f"Not available here: {', '.join(names)}", icon=":material/block:"):
+            st.caption("  \n".join(lines))
 
 
 def _method_controls() -> tuple[str, dict[str, Any]]:
@@ -339,9 +362,14 @@ def sidebar() -> Sidebar:
     problems = apply_link()
     keep_state()
     with st.sidebar:
-        _init(keys.dataset(), "mnist")
-        ds = st.selectbox("Dataset", list(data.DATASETS), key=keys.dataset(),
+        # Only usable datasets are offered; the others are named below with how to add them.
+        usable = availability.usable_datasets() or ["mnist"]
+        _init(keys.dataset(), usable[0])
+        if st.session_state[keys.dataset()] not in usable:
+            st.session_state[keys.dataset()] = usable[0]
+        ds = st.selectbox("Dataset", usable, key=keys.dataset(),
                           format_func=lambda key: data.DATASETS[key].name)
+        _not_here([availability.dataset_hint(d) for d in data.DATASETS if d not in usable])
         info = data.DATASETS[ds]
         model = _model_controls(ds, info)
         choice = picker.image_controls(ds, info)

@@ -12,7 +12,7 @@ from explorer import attacks, attributions, metrics
 
 from .common import GHORBANI, KAMATH
 
-__all__ = ["attack_help", "citation", "metrics_help"]
+__all__ = ["attack_help", "citation", "metrics_help", "region_caption"]
 
 
 def metrics_help() -> None:
@@ -60,3 +60,11 @@ def attack_help() -> None:
 def citation() -> None:
     with st.expander("Citation", icon=":material/menu_book:"):
         st.markdown(f"- {KAMATH}\n- {GHORBANI}")
+
+
+def region_caption(region) -> str:
+    """The caption under pictures that outline the targeted attack's region."""
+    r0, r1, c0, c1 = region
+    return (f"Cyan outline: the targeted attack's region, rows {r0}–{r1} and columns {c0}–{c1} "
+            f"({(r1 - r0 + 1) * (c1 - c0 + 1)} pixels), into which it pushes the attribution "
+            "mass; drawn on the original image and on both maps.")

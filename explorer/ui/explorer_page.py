@@ -137,7 +137,10 @@ def render() -> None:
     adv_x = res.x_adv if res is not None else None
     adv_map = res.map_adv if res is not None else None
     adv_rank = res.rank_adv if res is not None else None
-    map_view.panels(inp.x[0], adv_x, orig.map, adv_map, orig.rank, adv_rank, choice)
+    map_view.panels(inp.x[0], adv_x, orig.map, adv_map, orig.rank, adv_rank, choice,
+                    region=cfg.region)
+    if cfg.region is not None:
+        st.caption(explain.region_caption(cfg.region))
     tiles = st.empty()  # presenter mode: the headline scores, written by the k / w panel
     zoom = map_view.zoom_view(inp.x[0], adv_x, orig.map, adv_map, orig.rank, adv_rank,
                               "attacked" if res is not None else None, choice)

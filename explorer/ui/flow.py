@@ -137,7 +137,7 @@ def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None
     page's :func:`attack_decision` for these settings, when it already made one."""
     key = attack_call_key(cfg, device, inp, model)
     measure = cfg.attack_params.get("measure", "topk_intersection")
-    measure_name = metrics.METRICS[measure].name if measure in metrics.METRICS else measure
+    measure_name = metrics.metric_label(measure)
     slot = st.empty()
     bar = slot.progress(0.0, text=f"{label}starting the {attacks.ATTACKS[cfg.attack].name}…")
     board, board_key = background.attack_board(), (background.session_id(), key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "CONFIG_PREFIX", "accepted_uploads", "attack", "attack_param", "attacks_done", "autorun",
-    "dataset", "device", "gallery_page", "gallery_picked", "gallery_thumb", "image",
+    "compare_link", "compare_with", "dataset", "device", "gallery_page", "gallery_picked", "gallery_thumb", "image",
     "invert", "k", "link_loaded", "link_problems", "method", "method_param", "model",
     "present", "random_image", "region_cols", "region_rows", "reset_attack", "resolved_device",
     "seed", "smooth", "source", "upload", "w", "widget", "zoom", "zoom_open",
@@ -127,6 +127,16 @@ def autorun() -> str:
 def link_loaded() -> str:
     """Set once the session's link has been read (links apply on the first run only)."""
     return _cfg("loaded")
+
+
+def compare_with(ds: str) -> str:
+    """The Compare page's second model (the first is the sidebar's)."""
+    return _cfg("cmp_vs", ds)
+
+
+def compare_link() -> str:
+    """The problems of the Compare page's own link parameter, once it has been read."""
+    return _cfg("cmp_link")
 
 
 def link_problems() -> str:

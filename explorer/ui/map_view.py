@@ -90,12 +90,13 @@ def _title(text: str) -> None:
 
 def panels(image: np.ndarray, image_adv: np.ndarray | None, map_orig: np.ndarray,
            map_adv: np.ndarray | None, rank_orig: np.ndarray, rank_adv: np.ndarray | None,
-           choice: DisplayChoice) -> viz.MapPanels:
-    """The row of panels and, under the maps, the colour bar with what its scale is."""
+           choice: DisplayChoice, region=None) -> viz.MapPanels:
+    """The row of panels and, under the maps, the colour bar with what its scale is;
+    ``region``, the targeted attack's region, outlined on the image and the maps."""
     mp = viz.map_panels(image, image_adv, map_orig, map_adv, rank_orig, rank_adv,
                         overlay=0.45 if choice.overlay else 0.0,
                         clip_percentile=choice.clip_percentile, smooth_sigma=choice.smooth,
-                        font_size=20 if choice.present else 12)
+                        font_size=20 if choice.present else 12, region=region)
     n = len(mp.figures)
     with st.container(key="xp-panels"):
         cols = st.columns([1] * n + ([3] if n < 5 else []), gap="small")

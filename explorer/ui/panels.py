@@ -21,7 +21,7 @@ from explorer import metrics, viz
 
 from explorer import chance
 
-from . import background, chance_stages, explain, export, keys, stages
+from . import background, chance_stages, explain, export, kcontrol, keys, stages
 from .common import fmt
 from .state import CHART_W, W_MAX
 
@@ -325,8 +325,7 @@ def analysis(panel: PanelInput) -> None:
     k_key, w_key = keys.k(ds), keys.w(ds)
     c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
     with c1:
-        k = st.slider("k (top pixels compared)", 1, h * wd, key=k_key,
-                      help=f"Size of the top-k sets, 1 .. H·W = {h * wd}.")
+        k = kcontrol.k_slider(ds, h * wd, k_key)
     with c2:
         w = st.slider("w (neighbourhood radius, px)", 0, W_MAX, key=w_key,
                       help="LENS counts a top-k pixel as kept when it lies in the "

@@ -19,11 +19,20 @@ from . import keys, stages
 from .plain import literal, prose
 from .state import SOURCES
 
-__all__ = ["GALLERY_COLS", "GALLERY_ROWS", "ImageChoice", "SOURCE_LABELS", "image_controls"]
+__all__ = ["GALLERY_COLS", "GALLERY_CSS", "GALLERY_KEY", "GALLERY_ROWS", "ImageChoice",
+           "SOURCE_LABELS", "image_controls"]
 
 SOURCE_LABELS = {"sample": "Gallery", "index": "Test-set index", "upload": "Upload"}
-GALLERY_COLS = 4
-GALLERY_ROWS = 3
+GALLERY_COLS = 3  # 4 columns cut two-digit labels to "1…" in a 300 px sidebar
+GALLERY_ROWS = 4
+GALLERY_KEY = "gallery-grid"
+# The gallery keeps its columns side by side on a phone (Streamlit stacks columns below 640 px,
+# which made a one-thumbnail-wide strip) and its buttons show their whole label ("199").
+GALLERY_CSS = f"""<style>
+.st-key-{GALLERY_KEY} [data-testid="stHorizontalBlock"] {{flex-wrap: nowrap; flex-direction: row;}}
+.st-key-{GALLERY_KEY} [data-testid="stColumn"] {{min-width: 0; width: auto; flex: 1 1 0;}}
+.st-key-{GALLERY_KEY} button {{padding-left: 0.25rem; padding-right: 0.25rem; min-width: 0;}}
+</style>"""
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,10 @@ def _gallery(ds: str) -> None:
     else:
         page = 1
     start = (page - 1) * per_page
+    st.html(GALLERY_CSS)
+    grid = st.container(key=GALLERY_KEY)
     for row in range(start, min(start + per_page, n), GALLERY_COLS):
-        cols = st.columns(GALLERY_COLS, gap="small")
+        cols = grid.columns(GALLERY_COLS, gap="small")
         for j, col in enumerate(cols):
             i = row + j
             if i >= n:
@@ -123,15 +134,22 @@ def image_controls(ds: str, info) -> ImageChoice:
     """The image source radio and the control of the chosen source."""
     samples = stages.samples(ds)
     n_samples = len(samples.names)
-    test_size, test_error = stages.test_set_size(ds)
+    test_size, _ = stages.test_set_size(ds)
     sample_key, index_key = keys.image("sample", ds), keys.image("index", ds)
     _init(keys.source(), "sample")
     _init(sample_key, 0)
     _init(index_key, 0)
     if st.session_state[sample_key] >= max(n_samples, 1):
         st.session_state[sample_key] = 0
-    source = st.radio("Image", SOURCES, key=keys.source(), horizontal=True,
+    # "Test-set index" is offered only when the test set is on this machine.
+    offered = [s for s in SOURCES if s != "index" or test_size is not None]
+    if st.session_state[keys.source()] not in offered:
+        st.session_state[keys.source()] = "sample"
+    source = st.radio("Image", offered, key=keys.source(), horizontal=True,
                       format_func=SOURCE_LABELS.get)
+    if test_size is None:
+        st.caption(f"Test-set index: the {info.name} test set is not on this machine "
+                   f"(`{data.import_command(ds)}`).")
     upload_sha = upload_error = None
     if source == "sample":
         if n_samples == 0:
@@ -143,13 +161,10 @@ def image_controls(ds: str, info) -> ImageChoice:
             _gallery(ds)
         image = int(st.session_state[sample_key])
     elif source == "index":
-        if test_size is None:
-            st.info(test_error or "The test set is not on this machine.", icon=":material/info:")
-        else:
-            if st.session_state[index_key] >= test_size:
-                st.session_state[index_key] = 0
-            st.number_input(f"Test-set index (0..{test_size - 1})", min_value=0,
-                            max_value=test_size - 1, step=1, key=index_key)
+        if st.session_state[index_key] >= test_size:
+            st.session_state[index_key] = 0
+        st.number_input(f"Test-set index (0..{test_size - 1})", min_value=0,
+                        max_value=test_size - 1, step=1, key=index_key)
         image = int(st.session_state[index_key])
     else:
         image = 0

@@ -24,7 +24,7 @@ from explorer.evaluation.plan import PAPER, EvalConfig, parse_number
 from explorer.evaluation.runner import run
 from explorer.attacks import ATTACKS
 from explorer.attributions import METHODS
-from explorer.ui import keys
+from explorer.ui import availability, keys
 from explorer.ui.common import citation_caption, fmt, show_problem
 
 LIVE_MAX_IMAGES = 50
@@ -222,7 +222,7 @@ def _results_views(rs: summary.ResultSet, prefix: tuple[str, ...], claims=None) 
 def _live_sweep() -> None:
     st.markdown("Run a small sweep here (a few images, in this browser session). Larger runs: "
                 "`python -m explorer evaluate` (see docs/reproduction.md).")
-    datasets = [d for d in data.DATASETS if _models_of(d)]
+    datasets = [d for d in availability.usable_datasets() if _models_of(d)]  # usable here only
     if not datasets:
         st.info("No shipped models are available on this machine.")
         return
