@@ -133,6 +133,7 @@ def test_test_set_index_is_offered_only_with_a_test_set(monkeypatch):
         raise data.DatasetUnavailable(f"{dataset} is not downloaded (a long message)")
 
     monkeypatch.setattr(data, "load_test_set", absent)
+    monkeypatch.setattr(data, "test_set_count", lambda dataset, root=None: None)
     at = new_app(src="index", img="5")
     at.run()
     no_errors(at)
