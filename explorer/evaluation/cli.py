@@ -52,6 +52,9 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=None, help="attack steps P (default: paper)")
     p.add_argument("--step-size", default=None, help="attack step α (default: paper)")
     p.add_argument("--attack-k", type=int, default=None, help="attack k' (default: paper)")
+    p.add_argument("--select-k", type=int, default=None,
+                   help="k at which the selection measure picks the chosen x' (default: the "
+                        "first reported k, so x' is never weaker than noise at the judged k)")
     p.add_argument("--attack-w", type=int, default=None,
                    help="w of the lens_topk loss and LENS selection measures (default: paper)")
     p.add_argument("--beta", type=float, nargs="+", default=[DEFAULT_BETA], metavar="BETA",
@@ -109,7 +112,7 @@ def config_from_args(args) -> EvalConfig:
         source=args.source, image_offset=args.image_offset, batch_size=args.batch_size,
         seed=args.seed, steps=args.steps,
         step_size=None if args.step_size is None else parse_number(args.step_size),
-        attack_k=args.attack_k, attack_w=args.attack_w,
+        attack_k=args.attack_k, attack_w=args.attack_w, select_k=args.select_k,
         beta=args.beta[0] if len(args.beta) == 1 else tuple(args.beta), measure=args.measure,
         restarts=args.restarts, all_images=args.all_images, chance_mc=args.chance_mc,
         method_params=parse_method_params(args.method_param),

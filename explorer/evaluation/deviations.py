@@ -65,6 +65,13 @@ def deviations(plans: Sequence[Plan]) -> list[str]:
     if measures != [AUTHORS_MEASURE]:
         out.append(f"**Selection measure**: {_join(measures)} picks the best candidate; the "
                    f"authors use Kendall's τ (`--measure {AUTHORS_MEASURE}`).")
+    picked = sorted({(d, dp.select_k, dp.attack_k) for p in plans
+                     for d, dp in p.per_dataset.items() if dp.select_k not in (0, dp.attack_k)})
+    if picked:
+        where = "; ".join(f"{d}: k = {s} (attack k' = {a})" for d, s, a in picked)
+        out.append(f"**Selection k**: the chosen x' is picked at the reported k, not at the "
+                   f"attack's k' ({where}), so that it is never weaker than the random-sign "
+                   "candidates at the k the claims judge; the attack's loss still uses k'.")
     datasets = sorted({d for p in plans for d in p.datasets})
     out.append(f"**Models** ({_join(datasets)}): the shipped networks of this project "
                "(docs/models.md), not the authors' trained models.")

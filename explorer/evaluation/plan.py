@@ -88,7 +88,10 @@ class EvalConfig:
 
     ``eps`` / ``k`` entries are numbers or ``"paper"`` (the dataset's value from
     ``explorer.data.DATASETS[d].defaults``); ``steps``, ``step_size``, ``attack_k`` and
-    ``attack_w`` default (None) to the dataset's paper values. ``method_params[m]`` sets the
+    ``attack_w`` default (None) to the dataset's paper values. ``select_k``: the k at which the
+    selection measure picks the chosen ``x'`` among the candidates (None: the first reported k,
+    so that the chosen ``x'`` is never weaker than the random-sign candidates at the k the report
+    judges; the attack's loss still uses ``attack_k``). ``method_params[m]`` sets the
     parameters of method ``m`` for the reported maps; ``attack_method_params[m]`` overrides some
     of them inside the attack loop (e.g. fewer Integrated-Gradients path steps while attacking:
     the chosen ``x'`` is then re-measured with the reported parameters). Images are the
@@ -122,6 +125,7 @@ class EvalConfig:
     step_size: float | None = None
     attack_k: int | None = None
     attack_w: int | None = None
+    select_k: int | None = None
     beta: Any = DEFAULT_BETA
     measure: str = "topk_intersection"
     method_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -185,11 +189,14 @@ class DatasetPlan:
     step_size: float
     attack_w: int
     model_weights: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
+    select_k: int = 0  # 0: the selection measure at attack_k (runs recorded before this field)
 
     def to_json(self) -> dict:
         out = {"size": list(self.size), "eps": list(self.eps), "k": list(self.k),
                "w": list(self.w), "attack_k": self.attack_k, "steps": self.steps,
                "step_size": self.step_size, "attack_w": self.attack_w}
+        if self.select_k:  # absent in runs recorded before it (= at attack_k)
+            out["select_k"] = self.select_k
         if self.model_weights:
             out["model_weights"] = dict(self.model_weights)
         return out
@@ -198,7 +205,7 @@ class DatasetPlan:
     def from_json(cls, d: Mapping) -> "DatasetPlan":
         return cls(tuple(d["size"]), tuple(d["eps"]), tuple(d["k"]), tuple(d["w"]),
                    d["attack_k"], d["steps"], d["step_size"], d["attack_w"],
-                   _frozen(d.get("model_weights", {})))
+                   _frozen(d.get("model_weights", {})), int(d.get("select_k", 0)))
 
 
 @dataclass(frozen=True)
@@ -350,6 +357,7 @@ def _dataset_plan(config: EvalConfig, backend: "Backend", d: str, models: Sequen
     ks = [metrics.validate_k(k, h, w_) for k in ks]
     attack_k = defaults.attack_k if config.attack_k is None else config.attack_k
     attack_k = metrics.validate_k(attack_k, h, w_)
+    select_k = ks[0] if config.select_k is None else metrics.validate_k(config.select_k, h, w_)
     steps = defaults.steps if config.steps is None else _int_in(config.steps, "steps", 1)
     step_size = (defaults.step_size if config.step_size is None
                  else parse_number(config.step_size))
@@ -362,7 +370,7 @@ def _dataset_plan(config: EvalConfig, backend: "Backend", d: str, models: Sequen
                          f"images {offset}..{offset + n_images - 1} (n_images + image_offset "
                          f"must be at most {available})")
     return DatasetPlan((h, w_), tuple(eps), tuple(ks), tuple(ws), attack_k, steps, step_size,
-                       attack_w, _frozen(fingerprints))
+                       attack_w, _frozen(fingerprints), select_k)
 
 
 def resolve_config(config: EvalConfig, backend: "Backend") -> Plan:

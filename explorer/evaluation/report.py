@@ -89,8 +89,10 @@ def _runs_md(rs: ResultSet) -> str:
         for d, p in plan.per_dataset.items():
             eps = ", ".join(f"{e:.4g}" for e in p.eps)
             ks, ws = ", ".join(map(str, p.k)), ", ".join(map(str, p.w))
+            sel = p.select_k or p.attack_k
             lines.append(f"  - {d}: ε ∈ {{{eps}}}, k ∈ {{{ks}}}, w ∈ {{{ws}}}, attack k' = "
-                         f"{p.attack_k}, α = {p.step_size:.4g}, P = {p.steps}.")
+                         f"{p.attack_k}, α = {p.step_size:.4g}, P = {p.steps}; the chosen x' "
+                         f"picked at k = {sel}.")
         for m, v in plan.method_params.items():
             report, attack = dict(v.report), dict(v.attack)
             if report:

@@ -117,6 +117,7 @@ def evaluate_unit(unit: Unit, model: torch.nn.Module, x: torch.Tensor, labels: t
         res = run_attack(model, xs, method=unit.method, method_params=dict(mplan.attack),
                          attack=unit.attack, epsilon=unit.epsilon, step_size=dplan.step_size,
                          steps=dplan.steps, attack_k=dplan.attack_k, w=dplan.attack_w,
+                         select_k=dplan.select_k,
                          measure=plan.measure, beta=plan.beta, seed=seed,
                          restarts=plan.restarts, progress=step_callback)
         map_orig, map_adv = res.map_orig, res.map_adv

@@ -61,6 +61,13 @@ def without_timings(df: pd.DataFrame) -> pd.DataFrame:
 # Rows
 # --------------------------------------------------------------------------------------------
 
+def test_the_chosen_x_prime_is_picked_at_the_first_reported_k_by_default():
+    plan = resolve_config(small_config(k=(5, 10)), BACKEND)
+    assert plan.per_dataset["toy"].select_k == 5 and plan.per_dataset["toy"].attack_k == 6
+    plan = resolve_config(small_config(k=(5, 10), select_k=10), BACKEND)
+    assert plan.per_dataset["toy"].select_k == 10
+
+
 def test_rows_complete_and_equal_to_compare(tmp_path):
     cfg = small_config()
     df = run(cfg, tmp_path / "r", backend=BACKEND, device="cpu", progress=False)
@@ -81,7 +88,8 @@ def test_rows_complete_and_equal_to_compare(tmp_path):
         for b, (start, stop) in enumerate([(0, 2), (2, 4), (4, 5)]):
             seed = unit_seed(0, "toy", "test", start)
             res = attack(model, x_all[start:stop], method="saliency", attack=att, epsilon=0.2,
-                         step_size=0.05, steps=3, attack_k=6, w=1, seed=seed)
+                         step_size=0.05, steps=3, attack_k=6, w=1, seed=seed,
+                         select_k=5)  # the first reported k picks x'
             rows = df[(df["attack"] == att) & (df["batch"] == b)].reset_index(drop=True)
             assert list(rows["image"]) == list(range(start, stop))
             assert (rows["seed"] == seed).all()
@@ -121,7 +129,7 @@ def test_ig_attack_steps_fewer_than_reported_are_remeasured(tmp_path):
     model = ToyNet(1).eval()
     res = attack(model, x, method="integrated_gradients", method_params={"steps": 3},
                  attack="topk", epsilon=0.2, step_size=0.05, steps=3, attack_k=6, w=1,
-                 seed=unit_seed(0, "toy", "test", 0))
+                 select_k=5, seed=unit_seed(0, "toy", "test", 0))
     a = attribution_map(model, x, "integrated_gradients", {"steps": 12}, target=res.label_orig)
     b = attribution_map(model, res.x_adv, "integrated_gradients", {"steps": 12},
                         target=res.label_orig)
@@ -454,7 +462,7 @@ def test_bookkeeping_and_chance_columns_equal_the_library():
     seed = unit_seed(0, "toy", "test", 0)
     res = attack(ToyNet(1).eval(), x[:4], method="saliency", attack="topk", epsilon=0.2,
                  step_size=0.05, steps=3, attack_k=6, w=1, seed=seed, restarts=2,
-                 beta=(1.0, 10.0))
+                 beta=(1.0, 10.0), select_k=5)
     assert df["found"].tolist() == res.found.tolist()
     assert df["attacked"].all()
     want_restart = torch.where(res.found, res.best_restart, -1)
@@ -505,7 +513,8 @@ def test_only_correctly_classified_images_are_attacked_by_default():
     # The attacked images are those of a direct attack on the correctly classified subset.
     keep = torch.tensor(correct)
     res = attack(model, x[:6][keep], method="saliency", attack="topk", epsilon=0.2,
-                 step_size=0.05, steps=3, attack_k=6, w=1, seed=unit_seed(0, "toy", "test", 0))
+                 step_size=0.05, steps=3, attack_k=6, w=1, select_k=5,
+                 seed=unit_seed(0, "toy", "test", 0))
     want = metrics.compare(res.map_orig, res.map_adv, 5, 1)["topk_intersection"]
     np.testing.assert_allclose(attacked[metric_column("topk_intersection", 5, 1)],
                                want.numpy(), atol=1e-12)
