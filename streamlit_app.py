@@ -12,7 +12,10 @@ import streamlit as st  # noqa: E402
 
 from explorer.ui import (compare_page, explorer_page, lesson_page, study_admin,  # noqa: E402
                          study_page, sweeps)
+from explorer.ui.background import freeze_startup_heap  # noqa: E402
 from explorer.ui.common import APP_TITLE, guarded, page_style  # noqa: E402
+
+freeze_startup_heap()  # once per process: Streamlit's collection after each run stays cheap
 
 st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout="wide",
                    initial_sidebar_state="auto")  # collapsed on phones
