@@ -7,18 +7,21 @@
   on every way out of its ``with`` block (exceptions and cancellation included), and a ticket
   that leaves the queue before its turn frees nothing it did not hold.
 - :func:`heavy_pool`: the process-wide pool, sized by :func:`default_slots`
-  (``EXPLORER_HEAVY_JOBS``); :func:`threads_per_job`: torch's intra-op threads for that size.
+  (``EXPLORER_HEAVY_JOBS``); :func:`threads_per_job`: torch's intra-op threads for a job.
 - :func:`cancel_scope` / :func:`cancel_point` / :class:`Cancelled`: a job's code calls
   :func:`cancel_point` between chunks of work (the attack steps, the chunks of a SmoothGrad or
   Integrated Gradients gradient); the caller installs a check that raises :class:`Cancelled`
   when the job's result is no longer wanted. Outside a scope :func:`cancel_point` does nothing.
 
-Why one slot per core pair by default (``max(1, cores // 2)``, so 1 on a 2-core server, with
-torch using every core): torch's intra-op thread count is process-wide, and two jobs each using
-the 2 cores' 2 threads oversubscribe them (4 busy threads on 2 cores: each job slower than
-running them one after the other, and the light work of other users, a slider move's metrics,
-gets no core). ``benchmarks/bench_concurrency.py --threads`` measures the alternatives side by
-side; the figures are in ``benchmarks/README.md``.
+Why one slot per core by default (``EXPLORER_HEAVY_JOBS`` unset: 2 on a 2-core server): with a
+single slot, one user's long attack (minutes on 224×224) would hold every newcomer's first maps
+back; with one per core, a second job still starts at once and a queue forms only when every
+core has a job. torch's intra-op threads are shared per job instead of per process: a job that
+starts alone uses every core, a job that starts beside others ``cores // running`` threads
+(:func:`threads_per_job`, applied by the app in the job's own thread when it starts), so two
+jobs on 2 cores run 1 thread each, never the 4 busy threads of two 2-thread jobs. Light work
+(a slider move's metrics) never takes a slot. ``benchmarks/bench_concurrency.py --threads``
+measures the choices side by side (figures in ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -181,7 +184,7 @@ def cpu_count() -> int:
 
 
 def default_slots() -> int:
-    """``EXPLORER_HEAVY_JOBS`` when set, else ``max(1, cores // 2)`` (see the module doc)."""
+    """``EXPLORER_HEAVY_JOBS`` when set, else the number of cores (see the module doc)."""
     env = os.environ.get("EXPLORER_HEAVY_JOBS", "").strip()
     if env:
         try:
@@ -192,13 +195,13 @@ def default_slots() -> int:
             raise ValueError(f"EXPLORER_HEAVY_JOBS must be a whole number of jobs >= 1; "
                              f"got {env!r}")
         return n
-    return max(1, cpu_count() // 2)
+    return cpu_count()
 
 
-def threads_per_job(slots: int, cores: int | None = None) -> int:
-    """torch intra-op threads so that ``slots`` jobs at once use the cores without
-    oversubscribing them: ``max(1, cores // slots)``."""
-    return max(1, (cores or cpu_count()) // max(1, int(slots)))
+def threads_per_job(running: int, cores: int | None = None) -> int:
+    """torch intra-op threads for a job that starts while ``running`` jobs (itself included)
+    run, so that they use the cores without oversubscribing them: ``max(1, cores // running)``."""
+    return max(1, (cores or cpu_count()) // max(1, int(running)))
 
 
 _POOL: SlotPool | None = None

@@ -192,20 +192,9 @@ def freeze_startup_heap() -> None:
         gc.freeze()
 
 
-_THREADS_SET = False
-
-
 def app_pool() -> jobs.SlotPool:
-    """The server's ``jobs.heavy_pool()``; the first call also sets torch's intra-op threads,
-    process-wide, to ``jobs.threads_per_job(slots)`` (all cores for the default single slot on
-    2 cores; 1 thread per job when ``EXPLORER_HEAVY_JOBS`` gives one slot per core), so that
-    concurrent heavy jobs never oversubscribe the cores."""
-    global _THREADS_SET
-    pool = jobs.heavy_pool()
-    if not _THREADS_SET:
-        _THREADS_SET = True
-        torch.set_num_threads(jobs.threads_per_job(pool.slots))
-    return pool
+    """The server's ``jobs.heavy_pool()``."""
+    return jobs.heavy_pool()
 
 
 class UserMoved:
@@ -247,6 +236,7 @@ class HeavySlot:
         self.reservation: cost.Reservation | None = None
         self._scope = None
         self._shown = False
+        self._threads = 0
 
     def _say(self, text: str) -> None:
         self._shown = True
@@ -273,6 +263,10 @@ class HeavySlot:
             self.check()
             if self._shown and self.clear is not None:
                 self.outer.run(self.clear)
+            # torch's intra-op threads are per thread: this job's share of the cores, restored
+            # on exit (the same script thread then does light work)
+            self._threads = torch.get_num_threads()
+            torch.set_num_threads(jobs.threads_per_job(pool.running))
             self._scope = jobs.cancel_scope(self.check)
             self._scope.__enter__()
         except BaseException:
@@ -290,6 +284,8 @@ class HeavySlot:
         try:
             if self._scope is not None:
                 self._scope.__exit__(*exc)
+            if self._threads:
+                torch.set_num_threads(self._threads)
         finally:
             self._release()
 

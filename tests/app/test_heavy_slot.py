@@ -132,3 +132,24 @@ def test_real_streamlit_request_states_are_named_as_read():
     assert req.on_scriptrunner_yield() is None  # ...which Streamlit does not let interrupt
     req.request_stop()
     assert background.request_waiting(ctx)
+
+
+def test_job_threads_are_its_share_of_the_cores_and_restored(monkeypatch):
+    import torch
+
+    pool = jobs.SlotPool(2)
+    monkeypatch.setattr(jobs, "_POOL", pool)
+    monkeypatch.setattr(jobs, "cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    seen = []
+    with background.HeavySlot(lambda text: None):  # alone: both cores
+        seen.append(torch.get_num_threads())
+        other = pool.request()
+        other.wait()
+    other.release()
+    held = pool.request()  # another job runs: this one gets one thread
+    with background.HeavySlot(lambda text: None):
+        seen.append(torch.get_num_threads())
+    held.release()
+    assert seen == [2, 1]
+    assert torch.get_num_threads() == before

@@ -161,7 +161,7 @@ def test_default_slots_from_environment(monkeypatch):
         with pytest.raises(ValueError, match="EXPLORER_HEAVY_JOBS must be a whole number"):
             jobs.default_slots()
     monkeypatch.delenv("EXPLORER_HEAVY_JOBS")
-    assert jobs.default_slots() == max(1, jobs.cpu_count() // 2)
+    assert jobs.default_slots() == jobs.cpu_count()
     assert jobs.heavy_pool() is jobs.heavy_pool()
 
 
