@@ -72,7 +72,8 @@ ARM_JS = """
 """
 
 ERRORS_JS = """
-() => document.querySelectorAll('[data-testid="stException"], [data-testid="stAlertContentError"]').length
+() => document.querySelectorAll(
+  '[data-testid="stException"], [data-testid="stAlertContentError"]').length
 """
 
 

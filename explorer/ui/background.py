@@ -35,7 +35,8 @@ from explorer import cost, jobs, metrics
 if TYPE_CHECKING:  # the stages import this module
     from .stages import AttackOutcome
 
-__all__ = ["AttackBoard", "AttackInterrupted", "HeavySlot", "app_pool", "freeze_startup_heap", "Progress", "RankScoreStore",
+__all__ = ["AttackBoard", "AttackInterrupted", "HeavySlot", "app_pool", "freeze_startup_heap",
+           "Progress", "RankScoreStore",
            "UserMoved", "attack_board", "prefetch_without_k", "rank_score_store",
            "request_waiting", "scores_without_k", "session_id"]
 

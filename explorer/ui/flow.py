@@ -155,8 +155,9 @@ def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None
     miss the attack waits for a heavy-job slot of the server and holds its estimated memory in
     the server-wide budget while it runs: when other users' jobs hold them, this one waits its
     turn (its place in the queue and the expected wait are shown). Any setting changed while it
-    runs stops it within a chunk of its current step; the best iterate so far is kept. ``decision``: the
-    page's :func:`attack_decision` for these settings, when it already made one."""
+    runs stops it within a chunk of its current step; the best iterate so far is kept.
+    ``decision``: the page's :func:`attack_decision` for these settings, when it already made
+    one."""
     key = attack_call_key(cfg, device, inp, model)
     measure = cfg.attack_params.get("measure", "topk_intersection")
     measure_name = metrics.METRICS[measure].name if measure in metrics.METRICS else measure
