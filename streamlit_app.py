@@ -9,11 +9,15 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import importlib  # noqa: E402
+import sys  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
 from explorer.ui import explorer_page  # noqa: E402
+from explorer.ui.background import freeze_startup_heap  # noqa: E402
 from explorer.ui.common import APP_TITLE, guarded, page_style  # noqa: E402
+
+freeze_startup_heap()  # once per process: Streamlit's collection after each run stays cheap
 
 st.set_page_config(page_title=APP_TITLE, page_icon=":material/blur_on:", layout="wide",
                    initial_sidebar_state="auto")  # collapsed on phones
@@ -25,7 +29,10 @@ def _lazy(module: str, guard: bool = False):
     load then imports the explorer page only (the lesson, study and Sweeps pages pull in
     matplotlib, scipy.stats and pandas)."""
     def render() -> None:
+        first = f"explorer.ui.{module}" not in sys.modules
         fn = importlib.import_module(f"explorer.ui.{module}").render
+        if first:  # its imports join the startup heap kept out of the collector's view
+            freeze_startup_heap(again=True)
         (guarded(fn) if guard else fn)()
     render.__name__ = render.__qualname__ = f"render_{module}"
     return render

@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "attack_selection", "attacks", "attributions", "chance", "cost", "data", "data_import",
-    "evaluation", "lessons", "metrics", "models", "params", "study", "surrogate", "train",
+    "evaluation", "jobs", "lessons", "metrics", "models", "params", "study", "surrogate", "train",
     "uploads", "viz", "viz_sweeps",
 ]
 

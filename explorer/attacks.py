@@ -75,6 +75,7 @@ from .attack_selection import SelectionMeasure
 from .attributions import (attribute_with_logits, map_loss_gradient, resolve_target, to_map,
                            validate_input, _check_model, _method)
 from .cost import default_chunk
+from .jobs import Cancelled, cancel_point
 from .params import Param, resolve
 from .surrogate import DEFAULT_BETA, _check_beta, smooth_model
 
@@ -558,7 +559,8 @@ def attack(model, x, *, method: str = "saliency", method_params: dict | None = N
     ``noise_candidate`` (untargeted gradient attacks): the ``random_sign`` draws of the same
     seed and restarts are candidates too. ``progress(step, total, best_measure)``: called after
     every step (``total = restarts·steps``) with the batch-mean best measure; return True to
-    stop early. ``target``: class whose attribution is attacked (default: the prediction).
+    stop early. Inside a ``jobs.cancel_scope`` whose check raises ``jobs.Cancelled``, the
+    attack also stops early, within a chunk of its current step's gradient. ``target``: class whose attribution is attacked (default: the prediction).
     ``region``: ``(H, W)`` or ``(N, H, W)`` boolean mask, required by (and only by) the
     ``targeted`` attack.
     """
@@ -629,18 +631,24 @@ def attack(model, x, *, method: str = "saliency", method_params: dict | None = N
     steps_run, stopped = 0, False
     walk = _iterates(info, x0, epsilon, step_size, per_restart, restarts, random_start, seed,
                      gradient_for)
-    for col, (r, cur) in enumerate(walk, start=1):
-        map_t, logits_t = _evaluate(model, cur, method, mparams, target)
-        flips += best.offer(cur, map_t, logits_t, col, r, False) != label0
-        if col == 1:
-            for rn, cand in noise_draws:
-                map_c, logits_c = _evaluate(model, cand, method, mparams, target)
-                best.offer(cand, map_c, logits_c, 1, rn, True)
-        history.append(best.value.clone())
-        steps_run = col
-        if progress is not None and progress(col, total, float(best.value.nanmean())):
-            stopped = col < total
-            break
+    try:
+        for col, (r, cur) in enumerate(walk, start=1):
+            map_t, logits_t = _evaluate(model, cur, method, mparams, target)
+            flips += best.offer(cur, map_t, logits_t, col, r, False) != label0
+            if col == 1:
+                for rn, cand in noise_draws:
+                    map_c, logits_c = _evaluate(model, cand, method, mparams, target)
+                    best.offer(cand, map_c, logits_c, 1, rn, True)
+            history.append(best.value.clone())
+            steps_run = col
+            if progress is not None and progress(col, total, float(best.value.nanmean())):
+                stopped = col < total
+                break
+            cancel_point()
+    except Cancelled:
+        # Asked to stop inside a step (between the chunks of a SmoothGrad / IG gradient, see
+        # ``jobs.cancel_scope``): that step is dropped, the best iterate so far is kept.
+        stopped = steps_run < total
 
     return AttackResult(
         x_adv=best.x.detach(), map_orig=map0, map_adv=best.map,

@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .jobs import cancel_point
 from .params import Param, resolve
 
 __all__ = [
@@ -272,6 +273,7 @@ def _path_gradients(model, x, base_points: Callable[[torch.Tensor, torch.Tensor]
     chunk = _chunk_rows(x, internal_batch_size)
     total = None
     for start in range(0, total_rows, chunk):
+        cancel_point()  # a long map or IG attack step stops between chunks when asked
         rows = torch.arange(start, min(start + chunk, total_rows), device=x.device)
         img, cp = rows // copies, rows % copies
         points = base_points(img, cp)
@@ -522,6 +524,7 @@ def chunked_rows(method: str, params: dict | None, n_images: int) -> int:
 
 def _rows(n_rows: int, chunk: int, device):
     for start in range(0, n_rows, chunk):
+        cancel_point()  # the chunked attack gradient stops between chunks when asked
         yield torch.arange(start, min(start + chunk, n_rows), device=device)
 
 

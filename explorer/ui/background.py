@@ -4,6 +4,9 @@
   that the run started by a click can pick up what the interrupted run found.
 - :class:`Progress`: the attack's progress callback; it draws the bar from inside a cached
   function and turns a click during the attack into an early stop.
+- :class:`HeavySlot` and :class:`UserMoved`: a heavy job (an attack, attribution maps) waits for
+  a slot of the server's ``explorer.jobs.heavy_pool`` (and its memory), showing its place in
+  the queue, and stops at its next ``jobs.cancel_point`` once the user changed anything.
 - :class:`RankScoreStore` and :func:`prefetch_without_k`: the k-independent scores of a pair per
   w, filled in by a background thread after a page is drawn.
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import gc
 import threading
 import time
 import weakref
@@ -26,13 +30,15 @@ import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from explorer import metrics
+from explorer import cost, jobs, metrics
 
 if TYPE_CHECKING:  # the stages import this module
     from .stages import AttackOutcome
 
-__all__ = ["AttackBoard", "AttackInterrupted", "Progress", "RankScoreStore", "attack_board",
-           "prefetch_without_k", "rank_score_store", "scores_without_k", "session_id"]
+__all__ = ["AttackBoard", "AttackInterrupted", "HeavySlot", "app_pool", "freeze_startup_heap",
+           "Progress", "RankScoreStore",
+           "UserMoved", "attack_board", "prefetch_without_k", "rank_score_store",
+           "request_waiting", "scores_without_k", "session_id"]
 
 
 # ------------------------------------------------------------------------------- attacks
@@ -90,10 +96,13 @@ class AttackInterrupted(Exception):
     """The user interacted with the page while an attack ran: the attack stopped early.
 
     Carries the best result so far (not cached) and Streamlit's control exception (rerun /
-    stop), which the page must re-raise so that Streamlit handles the interaction.
+    stop), which the page must re-raise so that Streamlit handles the interaction; ``control``
+    is None when the interaction was a widget inside a fragment (the k slider), which Streamlit
+    queues behind the running script instead of interrupting it: the page then asks for a
+    rerun itself (``st.rerun``), which carries the new widget values.
     """
 
-    def __init__(self, result: AttackOutcome, control: BaseException):
+    def __init__(self, result: AttackOutcome, control: BaseException | None):
         super().__init__("attack interrupted by the user")
         self.result = result
         self.control = control
@@ -144,6 +153,145 @@ class Progress:
             self.interrupt = exc
             return True
         return False
+
+
+# ------------------------------------------------------------------------------- heavy jobs
+
+def request_waiting(ctx) -> bool:
+    """Whether a rerun or stop request waits for the script run of ``ctx``: any widget change.
+
+    A change outside a fragment interrupts the run at its next Streamlit call (or, with
+    ``runner.fastReruns``, stops it); a change of a widget inside a fragment (the k and w
+    sliders) is queued behind the running script and would wait for the whole attack. Both
+    leave the request in the run's ``script_requests``; Streamlit 1.67 has no public accessor
+    for it, hence the guarded read of its state.
+    """
+    requests = getattr(ctx, "script_requests", None)
+    state = getattr(requests, "_state", None)
+    return getattr(state, "name", "") in ("RERUN", "STOP")
+
+
+_FROZEN = False
+
+
+def freeze_startup_heap(again: bool = False) -> None:
+    """Once per process, after the app's imports: take every object alive now out of the
+    cyclic garbage collector's view (``gc.freeze``).
+
+    Streamlit runs ``gc.collect(2)`` after every script run, fragment runs included
+    (``runner.postScriptGC``), holding the GIL. Over the app's ~510,000 import-time objects
+    (torch, torchvision, plotly, scipy, streamlit, every page: modules, classes, functions,
+    never garbage) that took 0.3-1.2 s per run on the 2-core server, during which no other
+    session's script could run: with ten users each slider move stalled everyone. After the
+    freeze the same collection takes about a millisecond; objects created later (caches, each
+    run's garbage) are still collected as before.
+
+    ``again=True`` freezes once more after a page imported on its first visit (its modules are
+    as permanent as the startup imports).
+    """
+    global _FROZEN
+    if again or not _FROZEN:
+        _FROZEN = True
+        gc.collect()
+        gc.freeze()
+
+
+def app_pool() -> jobs.SlotPool:
+    """The server's ``jobs.heavy_pool()``."""
+    return jobs.heavy_pool()
+
+
+class UserMoved:
+    """The cancel check (``jobs.cancel_scope``) of a heavy job started by this script run:
+    raises ``jobs.Cancelled`` once the user changed anything; :attr:`fired` says it did."""
+
+    def __init__(self) -> None:
+        self.ctx = get_script_run_ctx(suppress_warning=True)
+        self.fired = False
+
+    def __call__(self) -> None:
+        if not self.fired and self.ctx is not None and request_waiting(self.ctx):
+            self.fired = True
+        if self.fired:
+            raise jobs.Cancelled("the user changed a setting while this job ran")
+
+
+class HeavySlot:
+    """``with HeavySlot(show, seconds, nbytes):`` inside a cached stage, so only a cache miss
+    waits: a slot of ``jobs.heavy_pool()`` (first come, first served), then ``nbytes`` of the
+    server's memory budget, then the block runs inside a cancel scope (:class:`UserMoved`).
+
+    While it waits, ``show(text)`` (e.g. a placeholder's ``progress``) is called about twice a
+    second with the place in the queue and the expected wait, in the context captured here
+    (outside the cached function, like :class:`Progress`), and ``clear()`` once it starts. A
+    click while waiting ends the wait (Streamlit's signal, or ``jobs.Cancelled`` for a fragment
+    widget) and the slot request leaves the queue: nothing is held after any way out.
+    """
+
+    POLL_S = 0.25
+
+    def __init__(self, show, seconds: float = 1.0, nbytes: int = 0, clear=None,
+                 label: str = "") -> None:
+        self.show, self.clear = show, clear
+        self.seconds, self.nbytes, self.label = float(seconds), int(nbytes), label
+        self.outer = contextvars.copy_context()
+        self.check = UserMoved()
+        self.ticket: jobs.Ticket | None = None
+        self.reservation: cost.Reservation | None = None
+        self._scope = None
+        self._shown = False
+        self._threads = 0
+
+    def _say(self, text: str) -> None:
+        self._shown = True
+        self.outer.run(self.show, text)
+
+    def __enter__(self) -> "HeavySlot":
+        pool = app_pool()
+        self.ticket = pool.request(self.seconds, self.label)
+        try:
+            while not self.ticket.wait(timeout=self.POLL_S):
+                self.check()
+                place = self.ticket.position
+                if place:
+                    wait = pool.wait_estimate(self.ticket)
+                    self._say(f"{self.label}waiting for a free worker: {jobs.ordinal(place)} in "
+                              f"the queue of heavy jobs on this server, about "
+                              f"{max(1, round(wait))} s")
+            if self.nbytes:
+                self.reservation = cost.server_budget().request(self.nbytes)
+                while not self.reservation.wait(timeout=self.POLL_S):
+                    self.check()
+                    self._say(f"{self.label}waiting for memory: place "
+                              f"{self.reservation.position} in the queue of jobs on this server")
+            self.check()
+            if self._shown and self.clear is not None:
+                self.outer.run(self.clear)
+            # torch's intra-op threads are per thread: this job's share of the cores, restored
+            # on exit (the same script thread then does light work)
+            self._threads = torch.get_num_threads()
+            torch.set_num_threads(jobs.threads_per_job(pool.running))
+            self._scope = jobs.cancel_scope(self.check)
+            self._scope.__enter__()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def _release(self) -> None:
+        if self.reservation is not None:
+            self.reservation.release()
+        if self.ticket is not None:
+            self.ticket.release()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self._scope is not None:
+                self._scope.__exit__(*exc)
+            if self._threads:
+                torch.set_num_threads(self._threads)
+        finally:
+            self._release()
 
 
 # ------------------------------------------------------------------------------- scores

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from explorer import attacks, cost, data, metrics, models, uploads
+from explorer import attacks, cost, data, jobs, metrics, models, uploads
 
 from . import background, keys, stages
 from .common import show_problem
@@ -102,10 +102,30 @@ def load_model(dataset: str, name: str, device: str):
     return None
 
 
+def _map_seconds(cfg: Config, device: str) -> float:
+    try:
+        return cost.estimate_map(cfg.dataset, cfg.method, dict(cfg.method_params),
+                                 device=device).seconds
+    except (ValueError, KeyError, RuntimeError, OSError):
+        return 1.0
+
+
+def _waiting_note(slot, icon: str = ":material/hourglass_top:"):
+    """``show(text)`` for a :class:`background.HeavySlot`: the text in ``slot`` as a note."""
+    return lambda text: slot.info(text, icon=icon)
+
+
 def original_map(cfg: Config, device: str, inp: Input) -> OriginalMap | None:
+    """The map of the unperturbed image; on a cache miss it waits for a heavy-job slot (the
+    place in the queue shown) and a setting changed meanwhile reruns the page at once."""
+    slot = st.empty()
+    gate = background.HeavySlot(_waiting_note(slot), _map_seconds(cfg, device),
+                                clear=slot.empty, label="Attribution map: ")
     try:
         return stages.attribution((cfg.dataset, cfg.model, device), inp.key, inp.x, cfg.method,
-                                  cfg.method_items())
+                                  cfg.method_items(), _gate=gate)
+    except jobs.Cancelled:
+        st.rerun()  # the user changed a setting while the map waited or ran: apply it
     except ValueError as exc:
         show_problem(exc, "The attribution method refused these settings")
     return None
@@ -131,10 +151,13 @@ def attack_decision(cfg: Config, device: str) -> cost.Decision:
 
 def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None,
                label: str = "", decision: cost.Decision | None = None) -> AttackOutcome | None:
-    """Run (or fetch from the cache) the configured attack, with a progress bar. The attack
-    holds its estimated memory in the server-wide budget while it runs: when other users'
-    jobs hold it, this one waits its turn (its place in the queue is shown). ``decision``: the
-    page's :func:`attack_decision` for these settings, when it already made one."""
+    """Run (or fetch from the cache) the configured attack, with a progress bar. On a cache
+    miss the attack waits for a heavy-job slot of the server and holds its estimated memory in
+    the server-wide budget while it runs: when other users' jobs hold them, this one waits its
+    turn (its place in the queue and the expected wait are shown). Any setting changed while it
+    runs stops it within a chunk of its current step; the best iterate so far is kept.
+    ``decision``: the page's :func:`attack_decision` for these settings, when it already made
+    one."""
     key = attack_call_key(cfg, device, inp, model)
     measure = cfg.attack_params.get("measure", "topk_intersection")
     measure_name = metrics.metric_label(measure)
@@ -144,27 +167,33 @@ def run_attack(cfg: Config, device: str, inp: Input, *, model: str | None = None
     board.start(board_key)
     partial = None
     decision = decision or attack_decision(cfg, device)
-    reservation = cost.server_budget().request(decision.estimate.peak_bytes)
+    est = decision.estimate
+    gate = background.HeavySlot(lambda text: bar.progress(0.0, text=text), est.seconds,
+                                est.peak_bytes, label=label)
     try:
-        while not reservation.wait(timeout=1.0):
-            bar.progress(0.0, text=f"{label}waiting for memory: place {reservation.position} in "
-                                   "the queue of jobs on this server…")
         res = stages.attack(key[0], key[1], inp.x, key[2], key[3], key[4], key[5], key[6],
-                            key[7], _progress=background.Progress(bar, measure_name))
+                            key[7], _progress=background.Progress(bar, measure_name),
+                            _gate=gate)
     except background.AttackInterrupted as stop:
         # Keep the best iterate so far for this configuration, then let Streamlit handle the
-        # click that interrupted the run.
+        # interaction that stopped the attack: its own signal, or a rerun that carries the
+        # new widget values when the widget sits in a fragment (the k and w sliders).
         partial = stop.result
+        if stop.control is None:
+            st.rerun()  # (the finally below hands the partial result over first)
         raise stop.control from None
+    except jobs.Cancelled:  # a setting changed while the attack waited for its turn
+        st.rerun()
     except ValueError as exc:
         slot.empty()
         show_problem(exc, f"{label}The attack refused these settings")
         return None
     finally:
-        reservation.release()
         board.finish(board_key, partial)
     slot.empty()
     st.session_state.setdefault(keys.attacks_done(), set()).add(key)
+    if gate.check.fired:
+        st.rerun()  # it finished as the user moved a slider: show the page at the new values
     return res
 
 
@@ -223,13 +252,23 @@ def random_sign(cfg: Config, device: str, inp: Input, model: str | None = None
     h, w = info.size
     if "attack_k" in items:
         items["attack_k"] = min(int(items["attack_k"]), h * w)
+    try:
+        seconds = cost.estimate_attack(cfg.dataset, cfg.method, dict(cfg.method_params), steps=1,
+                                       device=device, uses_gradient=False).seconds
+    except (ValueError, KeyError, RuntimeError, OSError):
+        seconds = 1.0
     out = None
     for i in range(NOISE_SEEDS):
         seed = (cfg.seed + i) % (2 ** 31)
+        slot = st.empty()
+        gate = background.HeavySlot(_waiting_note(slot), seconds, clear=slot.empty,
+                                    label="Random sign noise: ")
         try:
             res = stages.attack((cfg.dataset, model or cfg.model, device), inp.key, inp.x,
                                 cfg.method, cfg.method_items(), "random_sign",
-                                tuple(sorted(items.items())), seed)
+                                tuple(sorted(items.items())), seed, _gate=gate)
+        except jobs.Cancelled:
+            st.rerun()
         except ValueError as exc:
             show_problem(exc, "Random sign noise could not be computed")
             return None

@@ -16,6 +16,7 @@ k-independent scores) is in ``background``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ import torch
 
 from explorer import attacks, attributions, data, metrics, models, uploads, viz
 
-from .background import AttackInterrupted, Progress, scores_without_k
+from .background import AttackInterrupted, HeavySlot, Progress, scores_without_k
 
 __all__ = ["AttackOutcome", "OriginalMap", "Samples", "attack", "attribution", "k_grid",
            "masks", "model", "model_info", "region_mask", "samples", "scores", "test_image",
@@ -156,13 +157,16 @@ def _torch_input(x: np.ndarray, device: str) -> torch.Tensor:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def attribution(model_key: tuple[str, str, str], image_key: str, _x: np.ndarray, method: str,
-                method_items: tuple) -> OriginalMap:
-    """Original map (H, W), predicted label and confidence. Keyed by (model, image, method)."""
+                method_items: tuple, _gate: HeavySlot | None = None) -> OriginalMap:
+    """Original map (H, W), predicted label and confidence. Keyed by (model, image, method).
+    ``_gate`` (not hashed): on a cache miss the map waits for a heavy-job slot there and stops
+    (``jobs.Cancelled``, not cached) when the user changes a setting meanwhile."""
     dataset, name, device = model_key
     net = model(dataset, name, device)
     x = _torch_input(_x, device)
-    m = attributions.attribution_map(net, x, method=method, params=dict(method_items))
-    labels, conf = attributions.predict(net, x)
+    with _gate if _gate is not None else contextlib.nullcontext():
+        m = attributions.attribution_map(net, x, method=method, params=dict(method_items))
+        labels, conf = attributions.predict(net, x)
     m = m.detach()
     return OriginalMap(map=m[0].cpu().numpy().astype(np.float32),
                        rank=metrics.rank_positions(m[0]).cpu().numpy().astype(np.int32),
@@ -205,13 +209,16 @@ def region_mask(region: tuple[int, int, int, int] | None, height: int, width: in
 def attack(model_key: tuple[str, str, str], image_key: str, _x: np.ndarray, method: str,
            method_items: tuple, attack_key: str, attack_items: tuple, seed: int,
            region: tuple[int, int, int, int] | None = None,
-           _progress: Progress | None = None) -> AttackOutcome:
+           _progress: Progress | None = None, _gate: HeavySlot | None = None) -> AttackOutcome:
     """Run one attack (library ``explorer.attacks.attack``) and keep its result as numpy.
 
     Cached on the small key (model, image, method, attack parameters, seed, region): returning
     to a configuration is instant. ``_progress`` (not hashed) receives (step, total, best);
     when the user interrupted the run through it, the partial result is raised as
-    :class:`background.AttackInterrupted` instead of being cached.
+    :class:`background.AttackInterrupted` instead of being cached. ``_gate`` (not hashed): the
+    run waits for a heavy-job slot and memory there, and stops early within a chunk of its
+    current step when the user changes any setting (the k slider included), likewise raised as
+    :class:`background.AttackInterrupted`.
     """
     dataset, name, device = model_key
     net = model(dataset, name, device)
@@ -220,12 +227,15 @@ def attack(model_key: tuple[str, str, str], image_key: str, _x: np.ndarray, meth
     mask = region_mask(region, _x.shape[-2], _x.shape[-1])
     if mask is not None:
         kwargs["region"] = mask.to(device)
-    t0 = time.perf_counter()
-    res = attacks.attack(net, x, method=method, method_params=dict(method_items),
-                         attack=attack_key, seed=seed, progress=_progress, **kwargs)
-    out = _outcome(res, time.perf_counter() - t0)
+    with _gate if _gate is not None else contextlib.nullcontext():
+        t0 = time.perf_counter()
+        res = attacks.attack(net, x, method=method, method_params=dict(method_items),
+                             attack=attack_key, seed=seed, progress=_progress, **kwargs)
+        out = _outcome(res, time.perf_counter() - t0)
     if _progress is not None and _progress.interrupt is not None:
         raise AttackInterrupted(out, _progress.interrupt)  # not cached: a partial run
+    if _gate is not None and _gate.check.fired and res.stopped_early:
+        raise AttackInterrupted(out, None)  # stopped for a fragment widget: not cached either
     return out
 
 
