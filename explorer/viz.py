@@ -11,6 +11,7 @@ work on light and dark backgrounds.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -642,6 +643,11 @@ def metric_lines(
     current setting. ``bands``: chance levels, dicts with ``group`` (the metric's series group,
     whose colour they take), ``name``, ``lo`` / ``hi`` (a translucent band, drawn under the
     lines) and ``line`` (a dotted line); one legend entry each for all bands and all lines.
+    A series' optional ``legend`` is its text in the legend (default its ``name``); ``None``
+    leaves it out of the legend, where it toggles with its group's entry. The legend runs
+    horizontally under the plot (wrapping on a narrow screen; ``height`` grows with the
+    number of entries) and a log axis is labelled at 1-3-10 steps, so its labels never run
+    together.
     """
     data: list[dict] = []
     groups: dict = {}
@@ -652,20 +658,44 @@ def metric_lines(
         colour = rgb_string(
             PALETTE[groups.setdefault(s.get("group", s["name"]), len(groups)) % len(PALETTE)])
         ys = [None if (y is None or np.isnan(y)) else float(y) for y in s["y"]]
+        legend = s.get("legend", s["name"])
         data.append(dict(
-            type="scatter", x=list(xs), y=ys, mode="lines+markers", name=s["name"],
+            type="scatter", x=list(xs), y=ys, mode="lines+markers",
+            name=legend if legend is not None else s["name"], showlegend=legend is not None,
+            legendgroup=str(s.get("group", s["name"])),
             line=dict(color=colour, dash="dash" if s.get("dashed") else "solid", width=2),
             marker=dict(size=5, color=colour),
             hovertemplate=f"{s['name']}<br>{x_title} = %{{x}}<br>%{{y:.3f}}<extra></extra>"))
-    layout = dict(height=height, margin=dict(l=4, r=4, t=10, b=4),
-                  xaxis=dict(title=dict(text=x_title), type="log" if log_x else "linear"),
+    entries = sum(1 for t in data if t.get("showlegend", True))
+    xaxis = dict(title=dict(text=x_title), type="log" if log_x else "linear")
+    if log_x:
+        xaxis.update(_log_ticks(xs))
+    # Under the plot, left-aligned, wrapping; about two entries a row on a phone.
+    layout = dict(height=height + 20 * math.ceil(entries / 2),
+                  margin=dict(l=4, r=4, t=10, b=4), xaxis=xaxis,
                   yaxis=dict(title=dict(text=y_title)),
-                  legend=dict(font=dict(size=11)), hovermode="closest")
+                  legend=dict(font=dict(size=11), orientation="h", x=0, xanchor="left",
+                              y=-0.22, yanchor="top"),
+                  hovermode="closest")
     if marker_x is not None:
         layout["shapes"] = [dict(type="line", x0=marker_x, x1=marker_x, y0=0, y1=1,
                                  xref="x", yref="paper",
                                  line=dict(color="grey", width=1, dash="dot"))]
     return _figure(data, layout)
+
+
+def _log_ticks(xs: Sequence[float]) -> dict:
+    """Tick values at 1, 3, 10, 30, ... within the range of ``xs`` (1k for 1000), or at the
+    ends of ``xs`` where the range holds fewer than two such steps."""
+    lo, hi = min(xs), max(xs)
+    steps = [m * 10 ** e for e in range(int(math.floor(math.log10(max(lo, 1e-12)))),
+                                        int(math.ceil(math.log10(max(hi, 1e-12)))) + 1)
+             for m in (1, 3)]
+    vals = [v for v in steps if lo <= v <= hi]
+    if len(vals) < 2:
+        vals = sorted({lo, hi})
+    text = [f"{v / 1000:g}k" if v >= 1000 else f"{v:g}" for v in vals]
+    return dict(tickmode="array", tickvals=vals, ticktext=text)
 
 
 def _nan_none(values) -> list:

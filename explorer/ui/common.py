@@ -121,7 +121,8 @@ PRESENTER_CSS = """
 h1 {font-size: 3rem !important;}
 h3 {font-size: 2rem !important;}
 h4 {font-size: 2rem !important;}
-[data-testid="stCaptionContainer"] p {font-size: 1.4rem;}
+[data-testid="stCaptionContainer"] p, [data-testid="stImageCaption"] {font-size: 1.45rem !important;
+  line-height: 1.4;}
 button p {font-size: 1.4rem !important;}
 [data-testid="stWidgetLabel"] p {font-size: 1.3rem !important;}
 .st-key-xp-panels [data-testid="stHorizontalBlock"] {gap: 0.4rem;}

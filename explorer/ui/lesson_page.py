@@ -168,7 +168,20 @@ def _scores_table(s: dict, keys, r) -> list[dict]:
     return rows
 
 
-def _figures(step: Step, r, k: int, w: int, height: int) -> None:
+def _show(fig, key: str, big: bool) -> None:
+    if big:  # subplot titles, legend and colour-bar type readable from the back of a room
+        size = 20
+        fig.update_annotations(font_size=size)
+        lines = max((a.text.count("<br>") + 1 for a in fig.layout.annotations if a.text),
+                    default=0)
+        top = fig.layout.margin.t or 0
+        fig.update_layout(font_size=16, legend_font_size=16,
+                          margin_t=max(top, int(lines * size * 1.3) + 8))
+        fig.update_coloraxes(colorbar_title_font_size=16, colorbar_tickfont_size=16)
+    st.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key=key)
+
+
+def _figures(step: Step, r, k: int, w: int, height: int, big: bool = False) -> None:
     view = step.state.view
     rank = metrics.rank_positions(torch.from_numpy(r.map_orig)).numpy()
     if view == "maps":
@@ -183,19 +196,17 @@ def _figures(step: Step, r, k: int, w: int, height: int) -> None:
         fig, _ = viz.side_by_side(r.x, r.x_adv, r.map_orig, r.map_adv, rank, rank_b,
                                   titles=("original", "attacked", "perturbation", "original map",
                                           "map after the attack"), compact=True, height=height)
-        st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
-                        key="lesson.fig.attack")
+        _show(fig, "lesson.fig.attack", big)
         fig, _ = viz.side_by_side(r.x, r.x_noise, r.map_orig, r.map_noise, rank, rank_n,
                                   titles=("original", "noisy", "perturbation", "original map",
                                           "map after random noise"), compact=True,
                                   height=height)
     elif view == "chance":
         others = r.map_others[:3]
-        cols = st.columns(1 + len(others))
+        cols = st.columns([2] + [1] * len(others))  # image and map, then one map each
         fig, _ = viz.side_by_side(r.x, None, r.map_orig, None, rank, None, height=height)
         with cols[0]:
-            st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
-                            key="lesson.fig.chance0")
+            _show(fig, "lesson.fig.chance0", big)
         for i, m in enumerate(others, start=1):
             with cols[i]:
                 vmax = float(np.percentile(m, 99)) or 1.0
@@ -210,8 +221,7 @@ def _figures(step: Step, r, k: int, w: int, height: int) -> None:
             fig = viz.overlap_figure(r.map_orig, r.map_adv, masks, k=k, w=w, height=height)
         else:
             fig = viz.diverse_figure(r.map_orig, r.map_adv, masks, k=k, w=w, height=height)
-    st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
-                    key=f"lesson.fig.{view}")
+    _show(fig, f"lesson.fig.{view}", big)
 
 
 def _question(lesson: Lesson, step: Step, n: int) -> None:
@@ -270,8 +280,21 @@ def render() -> None:
     state = _state_for(step, values)
     k, w = values.get("k", state.k), values.get("w", state.w)
     r = results[state.attack_key()]
-    height = 440 if present else 300
-    _figures(step, r, k, w, height)
+    # On a projector a question step puts the question (and its poll) beside the figures, so
+    # that figure, question and poll fit on one 1920×1080 screen.
+    beside = present and step.question is not None
+    height = (280 if state.view == "noise" else 360) if beside else 440 if present else 300
+    left, right = (st.columns([3, 2], gap="large") if beside
+                   else (st.container(), st.container()))
+    with left:
+        _step_body(step, state, r, k, w, height, present)
+    with right:
+        _question(lesson, step, n)
+    _footer(lesson, state, n, k, w, present)
+
+
+def _step_body(step: Step, state, r, k: int, w: int, height: int, present: bool) -> None:
+    _figures(step, r, k, w, height, big=present)
     names = data.DATASETS[state.dataset].class_names
     st.caption(f"{VIEW_CAPTIONS[state.view]} Prediction: {names[r.label_orig]}; after the "
                f"attack: {names[r.label_adv]}. k = {k}, w = {w}.")
@@ -287,7 +310,9 @@ def render() -> None:
         if not r.found_noise:
             st.caption("The random ±ε draw changed the model's prediction, so it is no "
                        "label-preserving perturbation and gets no score.")
-    _question(lesson, step, n)
+
+
+def _footer(lesson: Lesson, state, n: int, k: int, w: int, present: bool) -> None:
     st.markdown(f"[Open this state in the explorer](./?{_explorer_link(state, k, w)})")
     left, mid, right = st.columns([1, 3, 1])
     with left:

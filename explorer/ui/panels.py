@@ -142,19 +142,20 @@ TABLE_CSS = """
 <style>
 div.xm-wrap {overflow-x: auto; max-width: 100%;}
 table.xm-table {border-collapse: collapse; width: 100%; font-size: 0.86rem; table-layout: auto;}
-table.xm-table th, table.xm-table td {padding: 0.22rem 0.45rem; vertical-align: middle;
+table.xm-table th, table.xm-table td {padding: 0.2rem 0.3rem; vertical-align: middle;
   border-bottom: 1px solid rgba(128,128,128,0.25); border-left: none; border-right: none;}
 table.xm-table th {font-weight: 600; text-align: left; white-space: nowrap;}
 table.xm-table td.xm-num {text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap;}
-table.xm-table .xm-formula {font-family: monospace; font-size: 0.76rem; opacity: 0.72;}
-table.xm-table td.xm-name {min-width: 11rem;}
+table.xm-table .xm-formula {font-family: monospace; font-size: 0.7rem; opacity: 0.72;
+  overflow-wrap: anywhere;}
+table.xm-table td.xm-name {min-width: 8.5rem;}
 table.xm-table .xm-dir {opacity: 0.6; font-size: 0.75rem;}
 table.xm-table td.xm-fam {font-weight: 600; opacity: 0.85; white-space: nowrap;}
 table.xm-table th.xm-lens, table.xm-table td.xm-lens-start {border-left: 2px solid rgba(128,128,128,0.45);}
 table.xm-table td.xm-chance {text-align: right; white-space: nowrap; opacity: 0.8;
   font-variant-numeric: tabular-nums; font-size: 0.8rem;}
 table.xm-table .xm-norm {font-size: 0.72rem; opacity: 0.7;}
-table.xm-table td.xm-missing {vertical-align: top; max-width: 9rem; white-space: normal;
+table.xm-table td.xm-missing {vertical-align: top; max-width: 7rem; white-space: normal;
   font-size: 0.8rem; font-style: italic; opacity: 0.85; text-align: center;}
 table.xm-table .xm-advice {font-size: 0.74rem; font-style: normal; opacity: 0.8;}
 </style>
@@ -258,9 +259,11 @@ def chart_data(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[st
     series = []
     for metric in chosen:
         for i, pair in enumerate(panel.pairs):
-            series.append(dict(name=f"{metrics.METRICS[metric].name} · {pair.label}",
-                               y=[row[i][metric] for row in per_x], group=metric,
+            name = f"{metrics.METRICS[metric].name} · {pair.label}"
+            series.append(dict(name=name, y=[row[i][metric] for row in per_x], group=metric,
                                dashed=i > 0))
+            if n == 2:  # one legend entry a metric; the caption says which line is which
+                series[-1]["legend"] = metrics.METRICS[metric].name if i == 0 else None
     bands = []
     if panel.chance_source is not None:
         first = panel.pairs[0]
@@ -278,6 +281,8 @@ def _chart(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]) 
                            log_x=(axis == "k"), bands=bands)
     st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
                     key=keys.widget(panel.key, "chart", axis))
+    if len(panel.pairs) == 2:
+        st.caption(f"Solid lines: {panel.pairs[0].label}; dashed: {panel.pairs[1].label}.")
     if bands:
         st.caption("Shaded: each metric's chance level, the mean ± 1 sd of the same metric "
                    "between the maps of unrelated bundled images (same model and method); "
@@ -397,7 +402,7 @@ def analysis(panel: PanelInput) -> None:
                 "Left: the original top-k pixels, classed by where the other map's top-k lies: "
                 "exact match, within w of one of its pixels, or lost. Right: the perturbed "
                 "map's top-k, classed against the original's: exact, within w, or new. "
-                "Exact + within, divided by k, is the LENS score in the legend title.")
+                "Exact + within, divided by k, is the LENS score in each panel's title.")
     with tabs[1]:
         if tabs[1].open:
             squares = st.toggle("Show exclusion squares", value=False,

@@ -124,3 +124,20 @@ def test_the_page_offers_the_printable_handout():
     at = page(lesson="fragile-or-measure", step=1)
     buttons = [b for b in at.get("download_button") if "handout" in str(b.proto.label).lower()]
     assert buttons
+
+
+def test_presenter_question_step_puts_the_question_beside_the_figures():
+    lesson = load_lesson(SHIPPED["fragile-or-measure"])
+    n = next(i for i, s in enumerate(lesson.steps, 1) if s.question is not None)
+    at = page(lesson="fragile-or-measure", step=n, present=1)
+    assert not at.exception
+    left, right = at.columns[0], at.columns[1]
+    assert left.get("plotly_chart") and not right.get("plotly_chart")
+    assert any(r.key == f"lesson.{n}.answer" for r in right.get("radio"))
+    assert not any(r.key == f"lesson.{n}.answer" for r in left.get("radio"))
+    at.toggle(key=f"lesson.{n}.reveal").set_value(True).run()
+    assert not at.exception and at.info
+    # without presenter mode the question stays under the figures, full width
+    at = page(lesson="fragile-or-measure", step=n)
+    assert not at.exception
+    assert not any(c.get("plotly_chart") for c in at.columns)

@@ -104,6 +104,32 @@ def _contrast(colours: dict) -> float:
     return (hi + 0.05) / (lo + 0.05)
 
 
+def _check_table_fits(page, viewport) -> None:
+    """The metric table, chance columns included, ends inside the viewport without scrolling
+    inside its box."""
+    page.locator("div.xm-wrap").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    box = _boxes(page, "table.xm-table")[0]
+    assert box["x"] >= 0 and box["x"] + box["w"] <= viewport["width"], box
+    scroll = page.evaluate("() => { const e = document.querySelector('div.xm-wrap');"
+                           " return [e.scrollWidth, e.clientWidth]; }")
+    assert scroll[0] <= scroll[1], scroll
+
+
+def _check_chart(page, selector: str) -> None:
+    """The legend lies under the plot area, not beside it, and no two x-axis tick labels
+    overlap."""
+    plot = _boxes(page, f"{selector} .main-svg .nsewdrag")[0]
+    legend = _boxes(page, f"{selector} .main-svg g.legend")[0]
+    assert not _overlap(plot, legend), (plot, legend)
+    assert legend["y"] >= plot["y"] + plot["h"] - 0.5, (plot, legend)
+    assert plot["w"] >= 250, plot
+    ticks = [b for b in _boxes(page, f"{selector} .main-svg g.xtick text") if b["w"] > 0]
+    assert len(ticks) >= 2, ticks
+    for a, b in itertools.combinations(ticks, 2):
+        assert not _overlap(a, b), (a, b)
+
+
 def _no_traceback(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
 
@@ -121,6 +147,15 @@ def test_laptop(browser, app_url, dataset):
         _check_clip_stated(page)
         statement = _boxes(page, "div.xp-statement")[0]
         assert statement["y"] + statement["h"] < LAPTOP["height"]  # above the fold
+        _check_table_fits(page, LAPTOP)
+        screenshot(page, f"layout-{dataset}-1366-table")
+        page.get_by_role("tab", name="Scores vs k").click()
+        wait_idle(page)
+        page.wait_for_selector(".st-key-exp-chart-k .main-svg")
+        page.locator(".st-key-exp-chart-k").scroll_into_view_if_needed()
+        page.wait_for_timeout(600)
+        _check_chart(page, ".st-key-exp-chart-k")
+        screenshot(page, f"layout-{dataset}-1366-chart-k")
         _no_horizontal_scroll(page)
         _no_traceback(page)
         tall_screenshot(page, f"layout-{dataset}-1366-full", 2400)
@@ -194,6 +229,8 @@ def test_phone(browser, app_url, dataset):
         wait_idle(page)
         page.wait_for_selector(".st-key-exp-chart-k .main-svg")
         page.locator(".st-key-exp-chart-k").scroll_into_view_if_needed()
+        page.wait_for_timeout(600)
+        _check_chart(page, ".st-key-exp-chart-k")
         screenshot(page, f"layout-{dataset}-390-chart-k")
         _no_horizontal_scroll(page)
         _no_traceback(page)

@@ -102,6 +102,15 @@ def test_presenter_walks_the_lesson_and_three_phones_answer_a_poll(poll_app, bro
         page.get_by_text(f"step {n} of {total}").wait_for()
         _idle(page)
     assert len(shots) == total and all(p.stat().st_size > 10_000 for p in shots)
+    # On the projector the question and the poll button stand on the first screen, beside the
+    # figures, and captions are large enough for the back of the room.
+    for sel in (_key(f"lesson.{n_q}.answer"), _key(f"lesson.{n_q}.poll.open")):
+        bottom = page.evaluate("(s) => document.querySelector(s).getBoundingClientRect().bottom"
+                               " + window.scrollY", sel)
+        assert bottom <= PRESENTER["height"], (sel, bottom)
+    caption_px = page.evaluate("() => parseFloat(getComputedStyle(document.querySelector("
+                               "'[data-testid=\"stCaptionContainer\"] p')).fontSize)")
+    assert caption_px >= 22, caption_px
 
     page.locator(_key(f"lesson.{n_q}.poll.open") + " button").click()
     code_el = page.get_by_test_id("poll-code")

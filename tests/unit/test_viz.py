@@ -337,3 +337,29 @@ def test_export_footer_does_not_overlap_any_panel():
     labels = [ax.get_ylabel() for ax in fig.get_axes()]
     clip = float(np.percentile(np.concatenate([a.ravel(), b.ravel()]).astype(np.float64), 99))
     assert any(f"clipped at 99th percentile = {clip:.3g}" in lab for lab in labels)
+
+
+@pytest.mark.parametrize("xs, vals, text", [
+    ([4, 7, 14, 25, 100, 392], [10, 30, 100, 300], ["10", "30", "100", "300"]),
+    ([251, 1000, 25088], [300, 1000, 3000, 10000], ["300", "1k", "3k", "10k"]),
+    ([40, 60], [40, 60], ["40", "60"]),  # no two 1-3-10 steps inside: the ends
+])
+def test_metric_lines_labels_a_log_axis_at_one_three_ten_steps(xs, vals, text):
+    fig = viz.metric_lines(xs, [dict(name="s", y=[0.5] * len(xs))], x_title="k", log_x=True)
+    axis = fig.layout.xaxis
+    assert axis.type == "log" and list(axis.tickvals) == vals and list(axis.ticktext) == text
+
+
+def test_metric_lines_legend_under_the_plot_one_entry_per_group():
+    series = [dict(name="A · attack", y=[0.1, 0.2], group="a", legend="A"),
+              dict(name="A · noise", y=[0.2, 0.3], group="a", legend=None, dashed=True),
+              dict(name="B · attack", y=[0.3, 0.4], group="b")]
+    fig = viz.metric_lines([1, 2], series, x_title="w", height=300)
+    shown = [t.name for t in fig.data if t.showlegend is not False]
+    assert shown == ["A", "B · attack"]
+    groups = [t.legendgroup for t in fig.data]
+    assert groups == ["a", "a", "b"]  # the hidden series toggles with its group's entry
+    assert "A · noise" in fig.data[1].hovertemplate
+    legend = fig.layout.legend
+    assert legend.orientation == "h" and legend.y < 0 and legend.yanchor == "top"
+    assert fig.layout.height == 300 + 20  # two entries: one more row of legend
