@@ -80,7 +80,7 @@ def _fragment_once(panel, k: int, w: int, tab: str) -> dict[str, float]:
     import numpy as np
     import plotly.io as pio
 
-    from explorer import viz
+    from explorer import viz, viz_charts
     from explorer.ui import chance_stages, panels, stages
 
     t = {}
@@ -105,12 +105,12 @@ def _fragment_once(panel, k: int, w: int, tab: str) -> dict[str, float]:
     elif tab == "diverse":
         fig = viz.diverse_figure(shown.a, shown.b, m, k=k, w=w, show_squares=True)
     elif tab == "history":
-        fig = viz.history_chart(panel.histories, measure="top-k intersection")
+        fig = viz_charts.history_chart(panel.histories, measure="top-k intersection")
     else:  # "vs_w" / "vs_k": the chart's scores and chance bands (cache misses), its figure
         axis = tab[-1]
         xs, series, bands, title, marker = panels.chart_data(panel, k, w, axis,
                                                              panels.CHART_DEFAULT)
-        fig = viz.metric_lines(xs, series, x_title=title, marker_x=marker, log_x=axis == "k",
+        fig = viz_charts.metric_lines(xs, series, x_title=title, marker_x=marker, log_x=axis == "k",
                                bands=bands)
     payload = pio.to_json(fig, validate=False)
     t4 = time.perf_counter()

@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "attack_selection", "attacks", "attributions", "chance", "cost", "data", "data_import",
     "evaluation", "jobs", "lessons", "metrics", "models", "params", "study", "surrogate", "train",
-    "uploads", "viz", "viz_sweeps",
+    "uploads", "viz", "viz_charts", "viz_sweeps",
 ]
 
 

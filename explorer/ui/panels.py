@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from explorer import metrics, viz
+from explorer import metrics, viz, viz_charts
 
 from explorer import chance
 
@@ -277,7 +277,7 @@ def chart_data(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[st
 
 def _chart(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[str]) -> None:
     xs, series, bands, title, marker = chart_data(panel, k, w, axis, chosen)
-    fig = viz.metric_lines(xs, series, x_title=title, marker_x=marker,
+    fig = viz_charts.metric_lines(xs, series, x_title=title, marker_x=marker,
                            log_x=(axis == "k"), bands=bands)
     st.plotly_chart(fig, width="stretch", config={"displayModeBar": False},
                     key=keys.widget(panel.key, "chart", axis))
@@ -432,7 +432,7 @@ def analysis(panel: PanelInput) -> None:
     if panel.histories:
         with tabs[-1]:
             if tabs[-1].open:
-                st.plotly_chart(viz.history_chart(panel.histories,
+                st.plotly_chart(viz_charts.history_chart(panel.histories,
                                                   measure=metrics.METRICS[panel.measure].name),
                                 width="stretch", config={"displayModeBar": False},
                                 key=keys.widget(panel.key, "history"))

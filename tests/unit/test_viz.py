@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import metrics, viz
+from explorer import metrics, viz, viz_charts
 
 
 def test_to_rgb_gray_and_range():
@@ -345,7 +345,7 @@ def test_export_footer_does_not_overlap_any_panel():
     ([40, 60], [40, 60], ["40", "60"]),  # no two 1-3-10 steps inside: the ends
 ])
 def test_metric_lines_labels_a_log_axis_at_one_three_ten_steps(xs, vals, text):
-    fig = viz.metric_lines(xs, [dict(name="s", y=[0.5] * len(xs))], x_title="k", log_x=True)
+    fig = viz_charts.metric_lines(xs, [dict(name="s", y=[0.5] * len(xs))], x_title="k", log_x=True)
     axis = fig.layout.xaxis
     assert axis.type == "log" and list(axis.tickvals) == vals and list(axis.ticktext) == text
 
@@ -354,7 +354,7 @@ def test_metric_lines_legend_under_the_plot_one_entry_per_group():
     series = [dict(name="A · attack", y=[0.1, 0.2], group="a", legend="A"),
               dict(name="A · noise", y=[0.2, 0.3], group="a", legend=None, dashed=True),
               dict(name="B · attack", y=[0.3, 0.4], group="b")]
-    fig = viz.metric_lines([1, 2], series, x_title="w", height=300)
+    fig = viz_charts.metric_lines([1, 2], series, x_title="w", height=300)
     shown = [t.name for t in fig.data if t.showlegend is not False]
     assert shown == ["A", "B · attack"]
     groups = [t.legendgroup for t in fig.data]
