@@ -37,6 +37,10 @@ def test_gallery_labels_whole_and_unusable_datasets_named(browser, app_url, size
         sidebar = page.locator('[data-testid="stSidebar"]')
         sidebar.locator("summary", has_text="Gallery").click()
         wait_idle(page)
+        # On a loaded machine the expander's buttons can arrive after the page looks idle.
+        page.wait_for_function("""() => Array.from(document.querySelectorAll(
+            '[class*="st-key-gal-"] button')).filter(b => b.getBoundingClientRect().width > 0)
+            .length >= 12""", timeout=60_000)
         buttons = page.evaluate(CUT_LABELS_JS)
         assert [label for label, _ in buttons] == [str(i) for i in range(12)]
         assert not [label for label, cut in buttons if cut], buttons
