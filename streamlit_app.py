@@ -5,8 +5,10 @@ The pages live in explorer/ui/ (one module per page); see explorer/ui/__init__.p
 
 import os
 
-# Before torch is imported anywhere (see explorer/__init__.py): OpenMP threads sleep, not spin.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch is imported anywhere (see explorer/__init__.py): OpenMP threads spin only briefly
+# at a barrier, then sleep.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import importlib  # noqa: E402
 import sys  # noqa: E402
