@@ -42,6 +42,7 @@ from .summary import (at_eps, bootstrap_mean, bootstrap_statistic, chance_normal
 
 __all__ = [
     "RANDOM_ATTACK",
+    "RANDOM_BASELINES",
     "RANDOM_NEAR",
     "LENS_SEPARATION",
     "LENS_MARGIN",
@@ -61,8 +62,10 @@ __all__ = [
     "claims",
 ]
 
-REAL_ATTACKS_FIRST = ("topk", "mass_center", "lens_topk", "random_walk")
+REAL_ATTACKS_FIRST = ("topk", "mass_center", "lens_topk")
 RANDOM_ATTACK = "random_sign"
+# Random baselines: never judged as a real attack (the random walk is the authors' baseline).
+RANDOM_BASELINES = (RANDOM_ATTACK, "random_walk")
 
 # Verdict thresholds of the claims, stated in the report.
 RANDOM_NEAR = 0.6       # random noise does >= 60 % of the attack's drop: "almost as damaging"
@@ -128,7 +131,7 @@ def verdict_table(cs: Iterable["Claim"]) -> pd.DataFrame:
 def _real_attacks(attacks: Iterable[str]) -> list[str]:
     attacks = list(attacks)
     first = [a for a in REAL_ATTACKS_FIRST if a in attacks]
-    return first + [a for a in attacks if a not in first and a != RANDOM_ATTACK]
+    return first + [a for a in attacks if a not in first and a not in RANDOM_BASELINES]
 
 
 def _series(g: pd.DataFrame, col: str) -> pd.Series:
@@ -339,7 +342,7 @@ def pgd_above_natural(df: pd.DataFrame, basis: str = "raw scores") -> Claim:
                     row[f"{metric_name(key)}: natural"] = fmt_number(float(np.nanmean(nat[col])))
                     row[f"{metric_name(key)}: PGD"] = fmt_number(float(np.nanmean(pgd[col])))
                     row[f"{metric_name(key)}: PGD − natural"] = fmt_interval(mean, lo, hi)
-                    if att != RANDOM_ATTACK:
+                    if att not in RANDOM_BASELINES:
                         v = verdict_of(lo, hi, PGD_MARGIN)
                         per_dataset.setdefault(d, []).append(v)
                         verdicts.append(v)

@@ -339,3 +339,10 @@ def test_tables_twice_when_some_x_prime_was_not_found(tmp_path):
     assert worst["topk_intersection"] == pytest.approx(0.3)  # mass_center keeps 0.3 there
     text = report.render_report(summary.ResultSet(df, [], [], []), tmp_path / "o").read_text()
     assert "Rows with x' found only:" in text and "no x' found counts as 1.0" in text
+
+
+def test_the_random_walk_is_a_random_baseline_never_judged_as_a_real_attack():
+    from explorer.evaluation import claims
+
+    attacks = ["random_walk", "mass_center", "random_sign", "topk", "my_attack"]
+    assert claims._real_attacks(attacks) == ["topk", "mass_center", "my_attack"]
