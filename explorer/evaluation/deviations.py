@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..metrics import metric_label
 from ..surrogate import DEFAULT_BETA
 from .plan import Plan
 
@@ -63,7 +64,8 @@ def deviations(plans: Sequence[Plan]) -> list[str]:
                    "recorded with attacked = False and left out of every score.")
     measures = sorted({p.measure for p in plans})
     if measures != [AUTHORS_MEASURE]:
-        out.append(f"**Selection measure**: {_join(measures)} picks the best candidate; the "
+        out.append(f"**Selection measure**: {_join([metric_label(m) for m in measures])} "
+                   "picks the best candidate; the "
                    f"authors use Kendall's τ (`--measure {AUTHORS_MEASURE}`).")
     picked = sorted({(d, dp.select_k, dp.attack_k) for p in plans
                      for d, dp in p.per_dataset.items() if dp.select_k not in (0, dp.attack_k)})

@@ -82,7 +82,7 @@ def _runs_md(rs: ResultSet) -> str:
                  f"attacks {', '.join(plan.attacks)}; {plan.n_images} {plan.source} images "
                  f"from position {plan.image_offset}, batches of {plan.batch_size}; seed "
                  f"{plan.seed}; surrogate β = {', '.join(f'{b:g}' for b in plan.betas)}; "
-                 f"{plan.restarts} restart(s); selection measure {plan.measure}; "
+                 f"{plan.restarts} restart(s); selection measure {metrics.metric_label(plan.measure)}; "
                  + ("every image attacked" if plan.all_images else
                     "only correctly classified images attacked")
                  + ("; Monte-Carlo chance levels recorded" if plan.chance_mc else "") + "."]
