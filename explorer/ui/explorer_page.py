@@ -161,8 +161,10 @@ def render() -> None:
         missing = (panels.Missing("attack", _no_x_advice(eps, short=True)),)
         histories["attack"] = res.history
     if rand is not None and rand.found:
-        note = (f"drawn with seed {rand.seed} (the draws with seeds {cfg.seed} to "
-                f"{rand.seed - 1} changed the prediction)." if rand.tried > 1 else "")
+        earlier = (f"the draw with seed {cfg.seed}" if rand.seed - 1 == cfg.seed else
+                   f"the draws with seeds {cfg.seed} to {rand.seed - 1}")
+        note = (f"drawn with seed {rand.seed} ({earlier} changed the prediction)."
+                if rand.tried > 1 else "")
         pairs.append(panels.Pair("random sign", f"{cfg.fingerprint()}:{device}:random:{rand.seed}",
                                  orig.map, rand.outcome.map_adv, note=note))
         images_b["random sign"] = rand.outcome.x_adv
