@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the stages import this module
     from .stages import AttackOutcome
 
 __all__ = ["AttackBoard", "AttackInterrupted", "HeavySlot", "app_pool", "freeze_startup_heap",
+           "start_prefetch",
            "Progress", "RankScoreStore",
            "UserMoved", "attack_board", "prefetch_without_k", "rank_score_store",
            "request_waiting", "scores_without_k", "session_id"]
@@ -377,7 +378,13 @@ def prefetch_without_k(pair_key: str, a: np.ndarray, b: np.ndarray, ws) -> None:
             with store.lock:
                 store.busy.discard(pair_key)
 
-    thread = threading.Thread(target=work, name="explorer-prefetch", daemon=True)
+    start_prefetch(work, "explorer-prefetch")
+
+
+def start_prefetch(work, name: str) -> None:
+    """Run ``work`` in a daemon thread that the interpreter waits for at exit (see
+    :func:`_join_prefetch_threads`)."""
+    thread = threading.Thread(target=work, name=name, daemon=True)
     _PREFETCH_THREADS.add(thread)
     thread.start()
 

@@ -14,9 +14,7 @@ Two references per metric (see docs/spec.md, "Reading a score: chance levels"):
 
 from __future__ import annotations
 
-import atexit
 import threading
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +23,7 @@ import torch
 
 from explorer import attributions, chance, metrics
 
+from . import background
 from .stages import model, samples
 
 __all__ = ["UNRELATED_SAMPLES", "SET_DRAWS", "SMALL_MAP_PIXELS", "ChanceBand", "ChanceCell", "chart_bands",
@@ -155,19 +154,7 @@ def prefetch_lens(model_key, method: str, method_items: tuple, pair_key: str, a:
             with _LENS.lock:
                 _LENS.busy.discard(job)
 
-    thread = threading.Thread(target=work, name="explorer-chance-prefetch", daemon=True)
-    _THREADS.add(thread)
-    thread.start()
-
-
-_THREADS: weakref.WeakSet = weakref.WeakSet()
-
-
-@atexit.register
-def _join_threads() -> None:
-    """Let running prefetches finish at exit (a daemon thread killed inside torch aborts)."""
-    for thread in list(_THREADS):
-        thread.join(timeout=60)
+    background.start_prefetch(work, "explorer-chance-prefetch")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
