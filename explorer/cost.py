@@ -63,7 +63,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -72,6 +71,7 @@ import torch
 from . import data as _data
 from . import models as _models
 from .attributions import METHODS, _method, chunked_rows, forward_chunk_rows
+from .jobs import FifoQueue, QueuedRequest
 from .params import resolve
 
 __all__ = [
@@ -345,37 +345,17 @@ def decide(estimate: JobEstimate, budgets: Budgets = Budgets()) -> Decision:
 # Server-wide memory budget
 # --------------------------------------------------------------------------------------------
 
-class Reservation:
-    """A request for ``nbytes`` of a :class:`MemoryBudget`. ``position`` is 0 once granted,
-    else its place in the queue (1 = next). Use as a context manager (waits, then releases
-    on exit, exceptions included), or :meth:`wait` and :meth:`release`."""
+class Reservation(QueuedRequest):
+    """A request for ``nbytes`` of a :class:`MemoryBudget` (see ``jobs.QueuedRequest``)."""
+
+    noun = "reservation"
 
     def __init__(self, budget: "MemoryBudget", nbytes: int):
+        super().__init__(budget)
         self.budget, self.nbytes = budget, int(nbytes)
-        self.granted = False
-        self.released = False
-
-    @property
-    def position(self) -> int:
-        return self.budget._position(self)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until granted (True) or ``timeout`` seconds pass (False, still queued)."""
-        return self.budget._wait(self, timeout)
-
-    def release(self) -> None:
-        """Give the bytes back (or leave the queue); idempotent."""
-        self.budget._release(self)
-
-    def __enter__(self) -> "Reservation":
-        self.wait()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
-class MemoryBudget:
+class MemoryBudget(FifoQueue):
     """``total_bytes`` shared by jobs. :meth:`request` queues a reservation; requests are
     granted strictly in arrival order (a large request at the head is not overtaken by small
     ones behind it, so nobody starves), and only while the granted total stays within
@@ -384,20 +364,14 @@ class MemoryBudget:
     def __init__(self, total_bytes: float):
         if not (isinstance(total_bytes, (int, float)) and total_bytes > 0):
             raise ValueError(f"total_bytes must be a positive number; got {total_bytes!r}")
+        super().__init__()
         self.total = int(total_bytes)
-        self._cond = threading.Condition()
-        self._queue: deque[Reservation] = deque()
         self._in_use = 0
 
     @property
     def in_use(self) -> int:
         with self._cond:
             return self._in_use
-
-    @property
-    def waiting(self) -> int:
-        with self._cond:
-            return len(self._queue)
 
     def request(self, nbytes: float) -> Reservation:
         """Queue a reservation of ``nbytes`` (granted at once when nothing waits and it fits)."""
@@ -407,11 +381,7 @@ class MemoryBudget:
         if nbytes > self.total:
             raise ValueError(f"this job needs about {nbytes / 1e9:.2f} GB, more than the whole "
                              f"server budget of {self.total / 1e9:.2f} GB; it can never run")
-        r = Reservation(self, int(nbytes))
-        with self._cond:
-            self._queue.append(r)
-            self._grant()
-        return r
+        return self._enqueue(Reservation(self, int(nbytes)))
 
     def reserve(self, nbytes: float, timeout: float | None = None) -> Reservation:
         """:meth:`request` then wait; TimeoutError (and out of the queue) after ``timeout``."""
@@ -421,36 +391,14 @@ class MemoryBudget:
             raise TimeoutError(f"no memory freed for {timeout} s (the server is busy)")
         return r
 
-    # -- internals (under the condition's lock) ------------------------------------------------
-    def _grant(self) -> None:
-        while self._queue and self._in_use + self._queue[0].nbytes <= self.total:
-            r = self._queue.popleft()
-            r.granted = True
-            self._in_use += r.nbytes
-        self._cond.notify_all()
+    def _fits(self, r: Reservation) -> bool:
+        return self._in_use + r.nbytes <= self.total
 
-    def _position(self, r: Reservation) -> int:
-        with self._cond:
-            if r.granted or r.released:
-                return 0
-            return self._queue.index(r) + 1
+    def _take(self, r: Reservation) -> None:
+        self._in_use += r.nbytes
 
-    def _wait(self, r: Reservation, timeout: float | None) -> bool:
-        with self._cond:
-            if r.released:
-                raise RuntimeError("this reservation was released; request a new one")
-            return self._cond.wait_for(lambda: r.granted, timeout)
-
-    def _release(self, r: Reservation) -> None:
-        with self._cond:
-            if r.released:
-                return
-            r.released = True
-            if r.granted:
-                self._in_use -= r.nbytes
-            else:
-                self._queue.remove(r)
-            self._grant()
+    def _give(self, r: Reservation) -> None:
+        self._in_use -= r.nbytes
 
 
 def default_server_budget_bytes() -> int:

@@ -36,7 +36,7 @@ import time
 from collections import deque
 from typing import Callable, Iterator
 
-__all__ = ["Cancelled", "SlotPool", "Ticket", "cancel_point", "cancel_scope", "cpu_count",
+__all__ = ["Cancelled", "FifoQueue", "QueuedRequest", "SlotPool", "Ticket", "cancel_point", "cancel_scope", "cpu_count",
            "default_slots", "heavy_pool", "ordinal", "threads_per_job"]
 
 
@@ -44,31 +44,31 @@ __all__ = ["Cancelled", "SlotPool", "Ticket", "cancel_point", "cancel_scope", "c
 # The slot pool
 # --------------------------------------------------------------------------------------------
 
-class Ticket:
-    """A request for one slot of a :class:`SlotPool`. ``position`` is 0 once granted (or
-    released), else its place in the queue (1 = next). ``seconds``: the job's estimated run
-    time (for the wait estimates of the tickets behind it). Use as a context manager (waits,
-    then releases on exit, exceptions included), or :meth:`wait` and :meth:`release`."""
+class QueuedRequest:
+    """A place in a :class:`FifoQueue`. ``position`` is 0 once granted (or released), else its
+    place in the queue (1 = next). Use as a context manager (waits, then releases on exit,
+    exceptions included), or :meth:`wait` and :meth:`release`."""
 
-    def __init__(self, pool: "SlotPool", seconds: float, label: str):
-        self.pool, self.seconds, self.label = pool, float(seconds), label
+    noun = "request"
+
+    def __init__(self, queue: "FifoQueue"):
+        self._owner = queue
         self.granted = False
         self.released = False
-        self.started: float | None = None  # time.monotonic() when granted
 
     @property
     def position(self) -> int:
-        return self.pool._position(self)
+        return self._owner._position(self)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until granted (True) or ``timeout`` seconds pass (False, still queued)."""
-        return self.pool._wait(self, timeout)
+        return self._owner._wait(self, timeout)
 
     def release(self) -> None:
-        """Give the slot back (or leave the queue); idempotent."""
-        self.pool._release(self)
+        """Give the share back (or leave the queue); idempotent."""
+        self._owner._release(self)
 
-    def __enter__(self) -> "Ticket":
+    def __enter__(self):
         try:
             self.wait()
         except BaseException:
@@ -80,16 +80,89 @@ class Ticket:
         self.release()
 
 
-class SlotPool:
+class FifoQueue:
+    """Requests granted strictly in arrival order while the head fits (a large request at the
+    head is not overtaken by small ones behind it, so nobody starves). Subclasses say what
+    fits (:meth:`_fits`) and what granting and releasing take and give back."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque = deque()
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def _enqueue(self, r: QueuedRequest) -> QueuedRequest:
+        with self._cond:
+            self._queue.append(r)
+            self._grant()
+        return r
+
+    # -- internals (under the condition's lock) ------------------------------------------------
+    def _fits(self, r) -> bool:
+        raise NotImplementedError
+
+    def _take(self, r) -> None:
+        raise NotImplementedError
+
+    def _give(self, r) -> None:
+        raise NotImplementedError
+
+    def _grant(self) -> None:
+        while self._queue and self._fits(self._queue[0]):
+            r = self._queue.popleft()
+            r.granted = True
+            self._take(r)
+        self._cond.notify_all()
+
+    def _position(self, r: QueuedRequest) -> int:
+        with self._cond:
+            if r.granted or r.released:
+                return 0
+            return self._queue.index(r) + 1
+
+    def _wait(self, r: QueuedRequest, timeout: float | None) -> bool:
+        with self._cond:
+            if r.released:
+                raise RuntimeError(f"this {r.noun} was released; request a new one")
+            return self._cond.wait_for(lambda: r.granted, timeout)
+
+    def _release(self, r: QueuedRequest) -> None:
+        with self._cond:
+            if r.released:
+                return
+            r.released = True
+            if r.granted:
+                self._give(r)
+            else:
+                self._queue.remove(r)
+            self._grant()
+
+
+class Ticket(QueuedRequest):
+    """A request for one slot of a :class:`SlotPool` (see :class:`QueuedRequest`).
+    ``seconds``: the job's estimated run time (for the wait estimates of the tickets behind
+    it)."""
+
+    noun = "ticket"
+
+    def __init__(self, pool: "SlotPool", seconds: float, label: str):
+        super().__init__(pool)
+        self.pool, self.seconds, self.label = pool, float(seconds), label
+        self.started: float | None = None  # time.monotonic() when granted
+
+
+class SlotPool(FifoQueue):
     """``slots`` heavy jobs at once; :meth:`request` queues a :class:`Ticket`, granted strictly
     in arrival order (like ``cost.MemoryBudget``, but counting jobs, not bytes)."""
 
     def __init__(self, slots: int):
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ValueError(f"slots must be a positive integer; got {slots!r}")
+        super().__init__()
         self.slots = slots
-        self._cond = threading.Condition()
-        self._queue: deque[Ticket] = deque()
         self._running: list[Ticket] = []
 
     @property
@@ -97,22 +170,13 @@ class SlotPool:
         with self._cond:
             return len(self._running)
 
-    @property
-    def waiting(self) -> int:
-        with self._cond:
-            return len(self._queue)
-
     def request(self, seconds: float = 1.0, label: str = "") -> Ticket:
         """Queue a ticket for a job of about ``seconds`` (granted at once when a slot is free
         and nobody waits)."""
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
                 or not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"seconds must be a finite number >= 0; got {seconds!r}")
-        t = Ticket(self, seconds, label)
-        with self._cond:
-            self._queue.append(t)
-            self._grant()
-        return t
+        return self._enqueue(Ticket(self, seconds, label))
 
     @contextlib.contextmanager
     def slot(self, seconds: float = 1.0, label: str = "",
@@ -143,36 +207,15 @@ class SlotPool:
                 heapq.heappush(free, heapq.heappop(free) + t.seconds)
             return free[0]
 
-    # -- internals (under the condition's lock) ------------------------------------------------
-    def _grant(self) -> None:
-        while self._queue and len(self._running) < self.slots:
-            t = self._queue.popleft()
-            t.granted, t.started = True, time.monotonic()
-            self._running.append(t)
-        self._cond.notify_all()
+    def _fits(self, t: Ticket) -> bool:
+        return len(self._running) < self.slots
 
-    def _position(self, t: Ticket) -> int:
-        with self._cond:
-            if t.granted or t.released:
-                return 0
-            return self._queue.index(t) + 1
+    def _take(self, t: Ticket) -> None:
+        t.started = time.monotonic()
+        self._running.append(t)
 
-    def _wait(self, t: Ticket, timeout: float | None) -> bool:
-        with self._cond:
-            if t.released:
-                raise RuntimeError("this ticket was released; request a new one")
-            return self._cond.wait_for(lambda: t.granted, timeout)
-
-    def _release(self, t: Ticket) -> None:
-        with self._cond:
-            if t.released:
-                return
-            t.released = True
-            if t.granted:
-                self._running.remove(t)
-            else:
-                self._queue.remove(t)
-            self._grant()
+    def _give(self, t: Ticket) -> None:
+        self._running.remove(t)
 
 
 def cpu_count() -> int:
