@@ -376,7 +376,7 @@ def pgd_above_natural(df: pd.DataFrame, basis: str = "raw scores") -> Claim:
 
 NORMALISED_BASIS = ("chance-normalised scores (s − c)/(1 − c), c the mean unrelated-image score "
                     "of the same dataset, model, method, k and w")
-RAW_BASIS = "raw scores (chance levels not recorded in this run)"
+RAW_BASIS = "raw scores (chance levels not recorded for every setting in these rows)"
 
 
 def claims(df: pd.DataFrame) -> list[Claim]:

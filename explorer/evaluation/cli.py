@@ -13,6 +13,7 @@ import torch
 from ..attributions import METHODS
 from ..surrogate import DEFAULT_BETA
 from . import report
+from . import roots as results_roots
 from .backend import RegistryBackend
 from .folder import export_compact
 from .plan import PAPER, SOURCES, EvalConfig, parse_method_params, parse_number
@@ -173,6 +174,10 @@ def report_main(args) -> int:
             for folder in args.results:
                 dest = export_compact(folder, Path(args.copy_rows_to) / Path(folder).name)
                 print(f"copied the rows of {folder} to {dest}")
+            listed = results_roots.write_reported(
+                Path(args.copy_rows_to), [Path(f).name for f in args.results],
+                os.path.relpath(path, args.copy_rows_to))
+            print(f"recorded the report's folders in {listed}")
     except OSError as exc:  # an output folder that cannot be created or written
         where = exc.filename or args.out
         print(f"error: cannot write {where}: {exc.strerror or exc}; choose a writable --out "

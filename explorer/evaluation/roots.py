@@ -10,19 +10,24 @@ file the loader reads inside a folder is checked the same way.
 The roots are configured by the operator: :data:`ROOTS_ENV` (``EXPLORER_RESULTS_ROOTS``,
 folders separated by ``os.pathsep``, relative ones taken from the project folder); the app
 also reads ``results_roots`` from Streamlit's secrets first (``explorer.ui.sweeps``).
+
+A root may also say which of its folders a report was made from (:data:`REPORTED`); the Sweeps
+page opens those by default, so it shows the committed report's rows and not older runs kept
+beside them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-__all__ = ["DEFAULT_ROOTS", "MAX_DEPTH", "MAX_TEXT", "PROJECT_ROOT", "REFUSAL", "ROOTS_ENV",
-           "ResultsRoots",
-           "RootsError", "configured_roots", "discover", "refusal"]
+__all__ = ["DEFAULT_ROOTS", "MAX_DEPTH", "MAX_TEXT", "PROJECT_ROOT", "REFUSAL", "REPORTED",
+           "ROOTS_ENV", "ResultsRoots", "RootsError", "configured_roots", "discover", "refusal",
+           "reported", "write_reported"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROOTS = ("docs/results", "results")
@@ -159,3 +164,34 @@ def discover(roots: ResultsRoots, max_depth: int = MAX_DEPTH) -> list[str]:
             if name not in found:
                 found.append(name)
     return found
+
+
+REPORTED = "reported.json"
+"""A file in a root naming the folders behind the report made from it, in the report's order
+(written by ``python -m explorer report --copy-rows-to ROOT``)."""
+
+
+def write_reported(root: Path, names: Sequence[str], report: str) -> Path:
+    """Record in ``root`` that ``report`` was made from the folders ``names`` (in order)."""
+    path = Path(root) / REPORTED
+    path.write_text(json.dumps({"report": report, "folders": list(names)}, indent=2) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def reported(roots: ResultsRoots, options: Sequence[str]) -> list[str]:
+    """Of ``options`` (as :func:`discover` names them), the folders behind a report, in the
+    report's order, from each root's :data:`REPORTED` file; empty when no root has one or it
+    cannot be read. A folder named there but not among ``options`` is left out."""
+    out: list[str] = []
+    for root in roots.paths:
+        try:
+            data = json.loads((root / REPORTED).read_text(encoding="utf-8"))
+            names = [str(n) for n in data["folders"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for name in names:
+            shown = roots.display(root / name)
+            if shown in options and shown not in out:
+                out.append(shown)
+    return out

@@ -185,11 +185,15 @@ def chance_normalised(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     scores ``(s − c)/(perfect − c)`` (:func:`explorer.chance.normalise`), ``c`` the mean
     unrelated-image score (``unrel:`` columns) of the same dataset, model, method, k and w over
     the images; ``normalised`` False (and ``df`` unchanged) when the rows hold no such
-    columns (older results folders)."""
+    columns (older results folders), or when some (dataset, model, method) holds scores but no
+    unrelated-image level (older folders mixed with newer ones): raw and normalised scores are
+    never mixed, and no setting is dropped."""
     if not has_chance(df, "unrel"):
         return df, False
+    groups = df.groupby(["dataset", "model", "method"], sort=False).groups
+    if not all(has_chance(df.loc[idx], "unrel") for idx in groups.values()):
+        return df, False
     out = df.copy()
-    groups = out.groupby(["dataset", "model", "method"], sort=False).groups
     for c in out.columns:
         p = parse_metric_column(c)
         u = extra_column("unrel", *p) if p is not None else None
@@ -264,6 +268,9 @@ def reference(df: pd.DataFrame, dataset: str) -> Reference:
     sub = df[df["dataset"] == dataset]
     eps_values = tuple(sorted(set(float(e) for e in sub["epsilon"])))
     ks, ws = _grid(df, dataset)
+    if not ks or sub.empty:
+        raise ResultsError(f"the rows hold no scores for {dataset}; choose folders with "
+                           "finished rows of that dataset")
     info = data.DATASETS.get(dataset)
     eps = eps_values[-1]
     k = ks[0]

@@ -124,7 +124,11 @@ def _results_views(rs: summary.ResultSet, prefix: tuple[str, ...], claims=None) 
     c1, c2, c3, c4, c5 = st.columns(5)
     dataset = c1.selectbox("Dataset", rs.datasets, key=view_key(prefix, "dataset"))
     sub = df[df["dataset"] == dataset]
-    ref = summary.reference(df, dataset)
+    try:
+        ref = summary.reference(df, dataset)
+    except ValueError as exc:  # ResultsError: this dataset's rows hold no scores yet
+        show_problem(exc, "These results cannot be shown")
+        return
     methods = list(dict.fromkeys(sub["method"]))
     method = c2.selectbox("Method", methods, key=view_key(prefix, "method"),
                           format_func=lambda m: METHODS[m].name if m in METHODS else m)
@@ -193,7 +197,12 @@ def _results_views(rs: summary.ResultSet, prefix: tuple[str, ...], claims=None) 
         st.caption("Each of the paper's claims (stated in the repository's docs/spec.md) at "
                    "every dataset's paper setting, with the rule used to call it; the same text "
                    "as `python -m explorer report`.")
-        for c in (claims() if claims is not None else paper_claims.claims(df)):
+        try:
+            claim_list = claims() if claims is not None else paper_claims.claims(df)
+        except ValueError as exc:  # ResultsError: rows that hold no scores to judge
+            show_problem(exc, "The claims cannot be checked on these rows")
+            claim_list = []
+        for c in claim_list:
             icon = {"supported": ":material/check_circle:",
                     "not supported": ":material/cancel:"}.get(c.verdict, ":material/help:")
             with st.expander(f"Claim {c.number}: {c.title} — {c.verdict}", icon=icon,
@@ -307,7 +316,8 @@ def render() -> None:
     options = results_roots.discover(roots)
     chosen = st.multiselect(
         "Results folders", options,
-        default=[f for f in options if f.startswith("docs/results")] or options[:3],
+        default=(results_roots.reported(roots, options)
+                 or [f for f in options if f.startswith("docs/results")] or options[:3]),
         key=FOLDERS,
         help="Folders written by `python -m explorer evaluate --out FOLDER` under "
              f"{roots.label()} (the configured folders). Several folders are combined (a row "

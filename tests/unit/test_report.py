@@ -3,6 +3,7 @@ whose verdicts are known, and a report built end to end from a small evaluation 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 matplotlib.use("Agg")
 
 from explorer import metrics  # noqa: E402
-from explorer.evaluation.folder import export_compact, load_results  # noqa: E402
+from explorer.evaluation.folder import ResultsError, export_compact, load_results  # noqa: E402
 from explorer.evaluation.plan import EvalConfig  # noqa: E402
 from explorer.evaluation.runner import run  # noqa: E402
 from explorer.evaluation.schema import metric_column  # noqa: E402
@@ -317,7 +318,7 @@ def test_old_results_folder_report_says_not_recorded(tmp_path):
     assert "Chance levels: not recorded in this run." in text
     assert "Chance-normalised scores: not recorded in this run." in text
     assert "label-flip shares and zero-valued pixels in S_k and D_k: not recorded" in text
-    assert "raw scores (chance levels not recorded in this run)" in text
+    assert "raw scores (chance levels not recorded for every setting in these rows)" in text
     assert "every run (older runs attacked every image)" in text
 
 
@@ -346,3 +347,49 @@ def test_the_random_walk_is_a_random_baseline_never_judged_as_a_real_attack():
 
     attacks = ["random_walk", "mass_center", "random_sign", "topk", "my_attack"]
     assert claims._real_attacks(attacks) == ["topk", "mass_center", "my_attack"]
+
+
+def test_rows_with_and_without_chance_levels_are_judged_raw_and_none_is_dropped():
+    # Newer rows (chance levels recorded) for MNIST saliency, mixed with rows of the same
+    # dataset without them (MNIST integrated gradients): normalising only the first would
+    # mix two scales, and normalising both leaves the second with no scores at all.
+    new = chance_rows(n=10)
+    old = chance_rows(n=10).drop(columns=[c for c in new.columns if c.startswith("unrel:")])
+    old["method"] = "integrated_gradients"
+    mixed = pd.concat([new, old], ignore_index=True)
+    rows, normalised = summary.chance_normalised(mixed)
+    assert not normalised and rows is mixed
+    cs = by_number(claims.claims(mixed))
+    assert all(c.basis == claims.RAW_BASIS for c in cs.values())
+    # Claim 1 is judged on both methods, on raw scores: random 0.40 vs attack 0.30.
+    assert set(cs[1].table["method"]) == {"saliency", "integrated_gradients"}
+    # The new rows alone are still normalised.
+    assert summary.chance_normalised(new)[1]
+
+
+def test_reference_of_a_dataset_without_scores_says_so():
+    df = chance_rows(n=3)
+    score_cols = [c for c in df.columns if "@k" in c]
+    df[score_cols] = np.nan
+    with pytest.raises(ResultsError, match="no scores for mnist"):
+        summary.reference(df, "mnist")
+
+
+def test_report_cli_records_the_folders_behind_the_report(toy_results, tmp_path):
+    from explorer.__main__ import main
+    from explorer.evaluation import roots
+
+    folder, _ = toy_results
+    copies = tmp_path / "docs" / "results"
+    assert main(["report", str(folder), "--out", str(tmp_path / "docs"), "--filename", "r.md",
+                 "--copy-rows-to", str(copies)]) == 0
+    listed = json.loads((copies / roots.REPORTED).read_text(encoding="utf-8"))
+    assert listed == {"report": "../r.md", "folders": [folder.name]}
+    # An older copy beside it is discovered but not opened by default.
+    export_compact(folder, copies / "older")
+    cfg = roots.configured_roots([str(copies)])
+    options = roots.discover(cfg)
+    assert len(options) == 2
+    assert roots.reported(cfg, options) == [o for o in options if o.endswith(folder.name)]
+    (copies / roots.REPORTED).write_text("{not json", encoding="utf-8")
+    assert roots.reported(cfg, options) == []
