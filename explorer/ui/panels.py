@@ -23,7 +23,7 @@ from explorer import chance
 
 from . import background, chance_stages, explain, export, kcontrol, keys, stages
 from .common import fmt
-from .state import CHART_W, W_MAX
+from .state import CHART_W, W_MAX, prefetch_ws
 
 __all__ = ["CHART_DEFAULT", "FAMILIES", "NO_X_PRIME", "Missing", "Pair", "PanelInput",
            "UNDEFINED_WHY", "analysis", "chart_data", "metric_table_html"]
@@ -376,10 +376,11 @@ def analysis(panel: PanelInput) -> None:
     for text in _set_warnings(panel, k, w):
         st.caption(f":material/warning: {text}")
     # Rank correlations depend on w only: have them ready for the next w moves.
-    background.prefetch_without_k(key, a, b, CHART_W)
+    ahead = prefetch_ws(w)
+    background.prefetch_without_k(key, a, b, ahead)
     if panel.chance_source is not None:  # and so do the LENS correlations' chance levels
         chance_stages.prefetch_lens(*panel.chance_source, panel.pairs[0].key, panel.pairs[0].a,
-                                    panel.pairs[0].b, CHART_W)
+                                    panel.pairs[0].b, ahead)
 
     shown = panel.pairs[labels.index(shown_label)]
     _notes(panel, values)

@@ -14,12 +14,20 @@ from typing import Any
 
 from explorer import attacks
 
-__all__ = ["CHART_W", "Config", "DEVICES", "SOURCES", "W_MAX", "attack_specs"]
+__all__ = ["CHART_W", "Config", "DEVICES", "SOURCES", "W_MAX", "attack_specs", "prefetch_ws"]
 
 SOURCES = ("sample", "index", "upload")
 DEVICES = ("auto", "cuda", "cpu")
 W_MAX = 10  # largest w offered by the slider
 CHART_W = tuple(range(0, 6))  # the w values of the "scores vs w" chart (prefetched)
+
+
+def prefetch_ws(w: int, reach: int = 2) -> tuple[int, ...]:
+    """The w values computed ahead in the background while ``w`` is shown, nearest first: the
+    chart's (:data:`CHART_W`) and those within ``reach`` slider steps of ``w``, so the next w
+    move finds its w-dependent numbers ready wherever the slider stands."""
+    near = range(max(0, w - reach), min(W_MAX, w + reach) + 1)
+    return tuple(sorted(set(CHART_W) | set(near), key=lambda x: (abs(x - w), x)))
 
 
 def attack_specs(attack_info) -> tuple:

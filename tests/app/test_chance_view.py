@@ -168,3 +168,13 @@ def test_the_charts_draw_each_metric_s_chance_band_at_the_library_levels(axis):
         assert perm == pytest.approx([kv / 784 for kv in xs], abs=1e-12)
     else:
         assert perm == pytest.approx([100 / 784] * len(xs), abs=1e-12)
+
+
+def test_the_w_values_computed_ahead_cover_the_chart_and_the_next_slider_steps():
+    from explorer.ui.state import W_MAX, prefetch_ws
+
+    assert prefetch_ws(0) == (0, 1, 2, 3, 4, 5)
+    # At w = 8 the nearest come first; the chart's values stay covered.
+    assert prefetch_ws(8) == (8, 7, 9, 6, 10, 5, 4, 3, 2, 1, 0)
+    assert prefetch_ws(W_MAX)[:3] == (W_MAX, W_MAX - 1, W_MAX - 2)
+    assert all(0 <= w <= W_MAX for w in prefetch_ws(W_MAX))
