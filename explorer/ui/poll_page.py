@@ -1,7 +1,8 @@
 """The students' page of a class poll, ``/poll?code=CODE``, made for a phone (390×844).
 
 A code box (or the code from the link), the question and one large button per choice, a
-confirmation once the answer is stored, and a clear message for an unknown or closed code.
+confirmation once the answer is stored, and a clear message for an unknown or closed code; an
+open poll's page notices within a few seconds that the teacher closed it and says so.
 Answers are anonymous: the page draws a random token for this browser and keeps it in the
 address (``&me=TOKEN``), so a reload neither loses the answer nor counts it twice; a student
 may change the answer while the poll is open. The question and choices come from a lesson file
@@ -20,6 +21,7 @@ from explorer.ui.study_page import get_store
 __all__ = ["render", "PHONE_CSS", "TOKEN_PARAM"]
 
 TOKEN_PARAM = "me"
+CLOSE_CHECK_S = 3.0  # how often an open poll's page checks whether the teacher closed it
 # Students see the poll only: no sidebar, no page list, no toolbar; large touch targets.
 PHONE_CSS = """
 <style>
@@ -42,9 +44,13 @@ def _token() -> str:
     return token
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _join_form(message: str | None = None) -> None:
     if message:
-        st.error(prose(message), icon=":material/error:")
+        st.error(prose(_sentence(message)), icon=":material/error:")
     with st.container(key="poll-join"):
         with st.form("poll.join.form", border=False):
             typed = st.text_input("Class code (shown on the teacher's screen)", max_chars=12,
@@ -54,7 +60,7 @@ def _join_form(message: str | None = None) -> None:
         try:
             found = poll.join(get_store(), typed)
         except StoreError as exc:
-            st.error(prose(exc), icon=":material/error:")
+            st.error(prose(_sentence(str(exc))), icon=":material/error:")
             return
         st.query_params["code"] = found.code
         st.rerun()
@@ -88,7 +94,9 @@ def render() -> None:
     except StoreError as exc:
         # An answer refused just now (the poll closed meanwhile) says so; else why the code fails.
         st.query_params.pop("code", None)
-        _join_form((refused or str(exc)) + ".")
+        kept = _kept_answer(store, wanted, token, bool(refused)) \
+            if isinstance(exc, poll.PollClosed) else ""
+        _join_form((refused or str(exc)) + "." + kept)
         return
     st.caption(f"Class poll {p.code} · step {p.step}")
     with st.container(key="poll-question"):
@@ -107,3 +115,28 @@ def render() -> None:
                    "until the teacher closes the poll.", icon=":material/task_alt:")
     else:
         st.caption("Tap one answer. Nobody sees who answered what.")
+    _watch_close(p.code)
+
+
+def _kept_answer(store, code: str, token: str, refused: bool) -> str:
+    """The sentence saying which answer of this browser counts in a closed poll ('' if none)."""
+    try:
+        closed = poll.lookup(store, code)
+        mine = poll.my_answer(store, closed.code, token)
+    except StoreError:
+        return ""
+    if mine is None:
+        return ""
+    return f" Your {'earlier ' if refused else ''}answer counts: {closed.choices[mine]}."
+
+
+@st.fragment(run_every=CLOSE_CHECK_S)
+def _watch_close(code: str) -> None:
+    """Every few seconds: when the teacher has closed the poll, redraw the page (which then
+    says so and offers the code box for the next poll) without the student touching it."""
+    try:
+        still_open = poll.lookup(get_store(), code).is_open
+    except StoreError:
+        still_open = False
+    if not still_open:
+        st.rerun(scope="app")
