@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from explorer import attacks
+from explorer.device import CHOICES as _DEVICE_CHOICES
 
 __all__ = ["CHART_W", "Config", "DEVICES", "SOURCES", "W_MAX", "attack_specs", "prefetch_ws"]
 
 SOURCES = ("sample", "index", "upload")
-DEVICES = ("auto", "cuda", "cpu")
+DEVICES = _DEVICE_CHOICES  # the device radio and the link accept the same values
 W_MAX = 10  # largest w offered by the slider
 CHART_W = tuple(range(0, 6))  # the w values of the "scores vs w" chart (prefetched)
 
