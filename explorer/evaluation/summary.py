@@ -205,7 +205,8 @@ def chance_normalised(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
         for _, idx in groups.items():
             pos = out.index.get_indexer(idx)
             sub = out.iloc[pos]
-            per_image = sub.drop_duplicates("image")[u].to_numpy(float)
+            # Each image once, from a row that recorded the level (older rows mixed in lack it).
+            per_image = sub[u].groupby(sub["image"]).first().to_numpy(float)
             level = float(np.nanmean(per_image)) if np.isfinite(per_image).any() else math.nan
             gap = perfect - level
             vals[pos] = ((vals[pos] - level) / gap if np.isfinite(gap) and gap != 0
@@ -222,7 +223,8 @@ def chance_table(df: pd.DataFrame, dataset: str, ref: "Reference",
     sub = judged(at_eps(df[df["dataset"] == dataset], ref.epsilon))
     out = []
     for (model, method), g in sub.groupby(["model", "method"], sort=False):
-        g = g.drop_duplicates("image")
+        # Each image once, each column from a row that holds it (older rows lack the levels).
+        g = g.groupby("image").first()
         row = {"model": model, "method": method, "n": len(g)}
         for key in metric_keys:
             perm = extra_column("perm", key, ref.k, ref.w)

@@ -393,3 +393,22 @@ def test_report_cli_records_the_folders_behind_the_report(toy_results, tmp_path)
     assert roots.reported(cfg, options) == [o for o in options if o.endswith(folder.name)]
     (copies / roots.REPORTED).write_text("{not json", encoding="utf-8")
     assert roots.reported(cfg, options) == []
+
+
+def test_chance_levels_come_from_the_rows_that_recorded_them_when_older_rows_come_first():
+    # The loader keeps the first folder's row of an image; an older folder given first holds the
+    # same images without levels. The level is then taken from the newer rows, not lost.
+    new = chance_rows(n=6)
+    old = new.drop(columns=[c for c in new.columns if c.startswith("unrel:")])
+    old = old[old["image"] < 3]
+    mixed = pd.concat([old, new[new["image"] >= 3]], ignore_index=True)
+    rows, normalised = summary.chance_normalised(mixed)
+    col = metric_column("topk_intersection", 100, 1)
+    assert normalised
+    # c = 0.2: the attack's raw 0.30 normalises to (0.30 − 0.2)/0.8 on every row, old ones too.
+    natural_topk = rows[(rows["model"] == "natural") & (rows["attack"] == "topk")]
+    assert np.allclose(natural_topk[col], 0.125)
+    ref = summary.reference(mixed, "mnist")
+    tab = summary.chance_table(mixed, "mnist", ref)
+    assert set(tab["n"]) == {6}
+    assert np.allclose(tab["topk_intersection_unrel"], 0.2)
