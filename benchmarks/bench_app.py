@@ -39,14 +39,6 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def _quiet_streamlit() -> None:
-    import logging
-
-    for name in ("streamlit", "streamlit.runtime.scriptrunner_utils.script_run_context",
-                 "streamlit.runtime.caching.cache_data_api"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 # ------------------------------------------------------------------------------------ fragment
 
 def _pair(dataset: str, model: str, sample: int = 0):
@@ -126,12 +118,10 @@ def bench_fragment(repeats: int, datasets=("mnist", "imagenet")) -> list[dict]:
     moves (same k / w sequence) so that load changes hit both alike; the ratio is with/without."""
     import dataclasses
 
-    import streamlit as st
+    from explorer.ui import background, chance_stages, headless, panels
+    from explorer.ui.state import prefetch_ws
 
-    from explorer.ui import background, chance_stages, panels
-    from explorer.ui.state import CHART_W
-
-    _quiet_streamlit()
+    headless.quiet_logs()
     out = []
     names = {"mnist": "natural", "imagenet": "efficientnet_lite0"}
     for dataset in datasets:
@@ -155,7 +145,7 @@ def bench_fragment(repeats: int, datasets=("mnist", "imagenet")) -> list[dict]:
                     continue
                 rows = {name: [] for name in variants}
                 for name, panel in variants.items():
-                    st.cache_data.clear()
+                    headless.clear_caches()
                     store.values.clear()
                     _fragment_once(panel, base_k, 1, tab)  # warm-up (imports, first allocations)
                 for i in range(repeats):
@@ -168,19 +158,20 @@ def bench_fragment(repeats: int, datasets=("mnist", "imagenet")) -> list[dict]:
                     else:
                         k, w = base_k, (0, 2, 3, 4, 5)[i % 5]
                     for name, panel in variants.items():
-                        st.cache_data.clear()
+                        headless.clear_caches()
                         store.values.clear()
                         chance_stages._LENS.values.clear()
                         # the unrelated-image maps are computed once per (model, method) by the
                         # app: keep them warm, as after the first view
                         _fragment_once(panel, base_k, 1, "history")
                         if move == "w prefetched":  # what the page does after drawing the table
-                            background.prefetch_without_k(key, a_, b_, CHART_W)
+                            ahead = prefetch_ws(1)  # the view before the move is at w = 1
+                            background.prefetch_without_k(key, a_, b_, ahead)
                             if panel.chance_source is not None:
                                 first = panel.pairs[0]
                                 chance_stages.prefetch_lens(*panel.chance_source, first.key,
-                                                            first.a, first.b, CHART_W)
-                            while (any(store.get((key, wv)) is None for wv in CHART_W)
+                                                            first.a, first.b, ahead)
+                            while (any(store.get((key, wv)) is None for wv in ahead)
                                    or chance_stages._LENS.busy):
                                 time.sleep(0.05)
                         elif move == "w":
@@ -214,11 +205,8 @@ import time, sys, json
 t0 = float(sys.argv[1])
 sys.path.insert(0, sys.argv[2])
 import logging; logging.disable(logging.WARNING)
-from streamlit.testing.v1 import AppTest
-at = AppTest.from_file(sys.argv[2] + "/streamlit_app.py", default_timeout=600)
-if sys.argv[3] != "mnist":
-    at.query_params["ds"] = sys.argv[3]
-at.run()
+from explorer.ui.headless import open_app
+at = open_app(sys.argv[3])
 ok = any('class="xm-table"' in m.value for m in at.markdown) and not at.exception
 print(json.dumps({"seconds": time.time() - t0, "ok": ok,
                   "errors": [e.value for e in at.error]}))
@@ -245,13 +233,10 @@ def bench_firstload() -> list[dict]:
 # -------------------------------------------------------------------------------------- memory
 
 def bench_memory(dataset: str, attacks_n: int, moves: int) -> dict:
-    from streamlit.testing.v1 import AppTest
+    from explorer.ui import headless
 
-    _quiet_streamlit()
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600)
-    if dataset != "mnist":
-        at.query_params["ds"] = dataset
-    at.run()
+    headless.quiet_logs()
+    at = headless.open_app(dataset)
     assert not at.exception
     gc.collect()
     start = rss_mb()

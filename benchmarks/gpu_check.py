@@ -166,12 +166,11 @@ def fragment_ms(dev: str, repeats: int) -> tuple[float, float]:
     """Median and best k-move fragment time (overlap tab) on a 224×224 pair mapped on ``dev``."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_app  # the fragment as the page runs it
-    import streamlit as st
 
     from explorer.attributions import attribution_map
-    from explorer.ui import panels
+    from explorer.ui import headless, panels
 
-    bench_app._quiet_streamlit()
+    headless.quiet_logs()
     net, _ = imagenet_model(dev)
     x = _input(dev)
     d = data.DATASETS["imagenet"].defaults
@@ -187,11 +186,11 @@ def fragment_ms(dev: str, repeats: int) -> tuple[float, float]:
                panels.Pair("random sign", "gpu-random", a_np,
                            rnd.map_adv[0].detach().cpu().numpy())],
         histories={"attack": adv.history[0].cpu().numpy()})
-    st.cache_data.clear()
+    headless.clear_caches()
     bench_app._fragment_once(panel, 1000, 1, "overlap")  # warm-up
     totals = []
     for i in range(repeats):
-        st.cache_data.clear()
+        headless.clear_caches()
         totals.append(bench_app._fragment_once(panel, 1001 + i, 1, "overlap")["total"])
     return statistics.median(totals), min(totals)
 
