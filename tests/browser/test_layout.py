@@ -116,6 +116,16 @@ def _check_table_fits(page, viewport) -> None:
     assert scroll[0] <= scroll[1], scroll
 
 
+
+def _open_k_chart(page) -> None:
+    """Open the "Scores vs k" tab, scroll its chart into view and check its layout."""
+    page.get_by_role("tab", name="Scores vs k").click()
+    wait_idle(page)
+    page.wait_for_selector(".st-key-exp-chart-k .main-svg")
+    page.locator(".st-key-exp-chart-k").scroll_into_view_if_needed()
+    page.wait_for_timeout(600)
+    _check_chart(page, ".st-key-exp-chart-k")
+
 def _check_chart(page, selector: str) -> None:
     """The legend lies under the plot area, not beside it, and no two x-axis tick labels
     overlap."""
@@ -149,12 +159,7 @@ def test_laptop(browser, app_url, dataset):
         assert statement["y"] + statement["h"] < LAPTOP["height"]  # above the fold
         _check_table_fits(page, LAPTOP)
         screenshot(page, f"layout-{dataset}-1366-table")
-        page.get_by_role("tab", name="Scores vs k").click()
-        wait_idle(page)
-        page.wait_for_selector(".st-key-exp-chart-k .main-svg")
-        page.locator(".st-key-exp-chart-k").scroll_into_view_if_needed()
-        page.wait_for_timeout(600)
-        _check_chart(page, ".st-key-exp-chart-k")
+        _open_k_chart(page)
         screenshot(page, f"layout-{dataset}-1366-chart-k")
         _no_horizontal_scroll(page)
         _no_traceback(page)
@@ -225,12 +230,7 @@ def test_phone(browser, app_url, dataset):
         assert len(heads) == 2 and not _overlap(*heads), heads
         page.locator(".st-key-exp-overlap").scroll_into_view_if_needed()
         screenshot(page, f"layout-{dataset}-390-overlap")
-        page.get_by_role("tab", name="Scores vs k").click()
-        wait_idle(page)
-        page.wait_for_selector(".st-key-exp-chart-k .main-svg")
-        page.locator(".st-key-exp-chart-k").scroll_into_view_if_needed()
-        page.wait_for_timeout(600)
-        _check_chart(page, ".st-key-exp-chart-k")
+        _open_k_chart(page)
         screenshot(page, f"layout-{dataset}-390-chart-k")
         _no_horizontal_scroll(page)
         _no_traceback(page)

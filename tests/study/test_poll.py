@@ -184,24 +184,30 @@ def test_a_version_2_study_database_gains_the_poll_tables(tmp_path):
 
 # ------------------------------------------------------------------------------ concurrency
 
-def test_forty_students_answering_at_once_from_forty_threads(pstore):
-    code = _open(pstore)
-    barrier = threading.Barrier(40)
+def _all_at_once(answer, n: int = 40, timeout: float = 120) -> None:
+    """Run ``answer(i)`` for i = 0..n-1 in n threads released together by a barrier; fail on
+    any exception a thread raised."""
+    barrier = threading.Barrier(n)
     errors: list[BaseException] = []
 
     def student(i: int) -> None:
         try:
-            barrier.wait(timeout=60)
-            poll.answer(pstore, code, _tok(i), i % 3)
+            barrier.wait(timeout=timeout)
+            answer(i)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=student, args=(i,)) for i in range(40)]
+    threads = [threading.Thread(target=student, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=timeout + 60)
     assert not errors, errors
+
+
+def test_forty_students_answering_at_once_from_forty_threads(pstore):
+    code = _open(pstore)
+    _all_at_once(lambda i: poll.answer(pstore, code, _tok(i), i % 3), timeout=60)
     c = poll.counts(pstore, code)
     assert c.total == 40
     assert c.counts == (14, 13, 13)                  # i % 3 over 0..39
@@ -213,25 +219,15 @@ def test_forty_students_from_separate_stores_in_threads(db_url):
     """Each thread with its own engine, as several app servers on one database would be."""
     owner = storage.open_store(db_url)
     code = _open(owner)
-    barrier = threading.Barrier(40)
-    errors: list[BaseException] = []
 
     def student(i: int) -> None:
         st = storage.open_store(db_url)
         try:
-            barrier.wait(timeout=120)
             poll.answer(st, code, _tok(i), (i * 7) % 3)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
         finally:
             st.close()
 
-    threads = [threading.Thread(target=student, args=(i,)) for i in range(40)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=180)
-    assert not errors, errors
+    _all_at_once(student)
     want = [0, 0, 0]
     for i in range(40):
         want[(i * 7) % 3] += 1
