@@ -520,6 +520,7 @@ def unrelated_scores(maps, k: int, w: int, *, pairs=None, keys=None,
     uniq, where = torch.unique(torch.stack([lo, hi], dim=1), dim=0, return_inverse=True)
     sets_only = all(key in M.SET_METRIC_KEYS for key in keys)
     ranks_only = all(key in M.RANK_METRIC_KEYS for key in keys)
+    lens_only = all(key in M.LENS_RANK_KEYS for key in keys)
     parts: list[dict[str, torch.Tensor]] = []
     idx = uniq.to(m3.device)
     for s in range(0, idx.shape[0], chunk):
@@ -527,8 +528,7 @@ def unrelated_scores(maps, k: int, w: int, *, pairs=None, keys=None,
         if sets_only:
             parts.append(M.set_metrics(a, b, k, w))
         elif ranks_only:
-            parts.append(M.rank_metrics(a, b, w, lens_only=all(
-                key in ("lens_spearman", "lens_kendall") for key in keys)))
+            parts.append(M.rank_metrics(a, b, w, lens_only=lens_only))
         else:
             parts.append(M.compare(a, b, k, w))
     flat = {key: torch.cat([d[key] for d in parts]).cpu() for key in parts[0]}

@@ -14,6 +14,8 @@ import os
 
 import torch
 
+from . import jobs
+
 __all__ = ["CHOICES", "FORCE_CPU_ENV", "choose", "cpu_cores", "cuda_available", "describe",
            "forced_cpu", "kind"]
 
@@ -67,10 +69,7 @@ def kind(device) -> str:
 
 def cpu_cores() -> int:
     """The CPU cores this process may use (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # macOS / Windows
-        return os.cpu_count() or 1
+    return jobs.cpu_count()
 
 
 def describe(device) -> str:

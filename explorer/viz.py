@@ -11,7 +11,6 @@ work on light and dark backgrounds.
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 

@@ -49,7 +49,7 @@ def metric_lines(
     for s in series:
         colour = rgb_string(
             PALETTE[groups.setdefault(s.get("group", s["name"]), len(groups)) % len(PALETTE)])
-        ys = [None if (y is None or np.isnan(y)) else float(y) for y in s["y"]]
+        ys = _nan_none(s["y"])
         legend = s.get("legend", s["name"])
         data.append(dict(
             type="scatter", x=list(xs), y=ys, mode="lines+markers",

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .folder import CONFIG_FILE, MERGED_FILE, ROWS_DIR, RUNS_FILE
+
 __all__ = ["DEFAULT_ROOTS", "MAX_DEPTH", "MAX_TEXT", "PROJECT_ROOT", "REFUSAL", "REPORTED",
            "ROOTS_ENV", "ResultsRoots", "RootsError", "configured_roots", "discover", "refusal",
            "reported", "write_reported"]
@@ -36,8 +38,8 @@ MAX_DEPTH = 3  # folder levels below a root searched for results folders
 REFUSAL = ("Results are read only from the configured folders: {roots}. "
            "Choose one of the folders listed.")
 # The files of a results folder that the loader reads (besides rows/*.csv).
-_FILES = ("config.json", "results.csv", "results.csv.gz", "runs.jsonl")
-_ROWS = "rows"
+_FILES = (CONFIG_FILE, MERGED_FILE, MERGED_FILE + ".gz", RUNS_FILE)
+_ROWS = ROWS_DIR
 MAX_TEXT = 4096  # longest folder text accepted
 
 
@@ -83,7 +85,7 @@ class ResultsRoots:
             folder = p.resolve(strict=True)
             if not any(_inside(folder, r) for r in self.paths) or not folder.is_dir():
                 raise RootsError(refusal(self))
-            if not (folder / "config.json").exists():
+            if not (folder / CONFIG_FILE).exists():
                 raise RootsError(refusal(self))
             for name in _FILES:
                 self._check_member(folder / name, stat.S_ISREG)
@@ -148,13 +150,13 @@ def discover(roots: ResultsRoots, max_depth: int = MAX_DEPTH) -> list[str]:
             continue
         for dirpath, dirnames, filenames in os.walk(root):
             depth = len(Path(dirpath).relative_to(root).parts)
+            has_rows = _ROWS in dirnames  # a run in progress (listed before it is left out)
             dirnames[:] = sorted(d for d in dirnames if d != _ROWS and not d.startswith("."))
             if depth >= max_depth:
                 dirnames[:] = []
-            if depth == 0 or "config.json" not in filenames:
+            if depth == 0 or CONFIG_FILE not in filenames:
                 continue
-            if not ({"results.csv", "results.csv.gz"} & set(filenames) or _ROWS in os.listdir(
-                    dirpath)):
+            if not ({MERGED_FILE, MERGED_FILE + ".gz"} & set(filenames) or has_rows):
                 continue
             try:
                 folder = roots.check(dirpath)

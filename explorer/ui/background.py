@@ -298,7 +298,9 @@ class HeavySlot:
 # ------------------------------------------------------------------------------- scores
 
 class RankScoreStore:
-    """Bounded, thread-safe store of the k-independent scores of a pair, per w.
+    """Bounded (least recently used out), thread-safe store of what a background prefetch
+    computes: here the k-independent scores of a pair, per w; ``chance_stages`` keeps the LENS
+    correlations' chance levels in one too.
 
     The rank correlations need one ``metrics.rank_metrics`` per w (the slow part of a w move on
     a 224×224 pair); after a page is drawn, a background thread fills in w = 0..5 so that moving
@@ -308,10 +310,11 @@ class RankScoreStore:
 
     MAX_ENTRIES = 512
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self.max_entries = max_entries
         self.lock = threading.Lock()
         self.values: OrderedDict[tuple, dict[str, list]] = OrderedDict()
-        self.busy: set[str] = set()
+        self.busy: set = set()  # the prefetch jobs running now
 
     def get(self, key: tuple) -> dict[str, list] | None:
         with self.lock:
@@ -324,7 +327,7 @@ class RankScoreStore:
         with self.lock:
             self.values[key] = value
             self.values.move_to_end(key)
-            while len(self.values) > self.MAX_ENTRIES:
+            while len(self.values) > self.max_entries:
                 self.values.popitem(last=False)
 
 

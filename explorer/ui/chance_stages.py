@@ -14,7 +14,6 @@ Two references per metric (see docs/spec.md, "Reading a score: chance levels"):
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,30 +82,11 @@ def _unrelated_sets(model_key, method: str, method_items: tuple, k: int, w: int)
     return _summaries(maps, k, w, metrics.SET_METRIC_KEYS)
 
 
-class _LensStore:
-    """The w-dependent, k-free chance levels (the two LENS correlations: their τ-b make them the
-    costly part of a w move), in a plain bounded dict that the background prefetch can fill
-    without Streamlit calls: ``("u", model_key, method, items, w)`` -> unrelated-image level,
-    ``("p", pair_key, w)`` -> the pair's permutation level."""
-
-    def __init__(self, max_entries: int = 1024) -> None:
-        self.values: dict = {}
-        self.busy: set = set()
-        self.lock = threading.Lock()
-        self.max_entries = max_entries
-
-    def get(self, key):
-        with self.lock:
-            return self.values.get(key)
-
-    def put(self, key, value) -> None:
-        with self.lock:
-            self.values[key] = value
-            while len(self.values) > self.max_entries:
-                self.values.pop(next(iter(self.values)))
-
-
-_LENS = _LensStore()
+# The w-dependent, k-free chance levels (the two LENS correlations: their τ-b make them the
+# costly part of a w move), in a plain store that the background prefetch can fill without
+# Streamlit calls: ("u", model_key, method, items, w) -> unrelated-image level,
+# ("p", pair_key, w) -> the pair's permutation level.
+_LENS = background.RankScoreStore(max_entries=1024)
 
 
 def _lens_unrelated(model_key, method: str, method_items: tuple, w: int,

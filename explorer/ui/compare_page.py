@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import streamlit as st
 import torch
 
-from explorer import attacks, data, metrics, models, viz
+from explorer import attacks, chance, data, metrics, models, viz
 
 from . import availability, controls, explain, flow, keys, link, panels
 from .common import APP_TITLE, guarded
@@ -76,8 +76,7 @@ def normalised_intersection(value: float, k: int, n_pixels: int) -> float:
     """(I − c) / (1 − c) with c = k / n, the top-k intersection expected between two unrelated
     maps (two random k-subsets of n pixels share k²/n pixels on average): 0 is chance, 1 no
     change. At k = n every map pair scores 1 and the score says nothing (NaN)."""
-    chance = k / n_pixels
-    return float("nan") if chance >= 1 else (value - chance) / (1 - chance)
+    return float(chance.normalise(value, k / n_pixels))
 
 
 def verdict(scores: Mapping[str, float], *, k: int, n_pixels: int, attack: str,
@@ -263,7 +262,4 @@ def _show_verdict(slot, cfg: Config, pairs: list, outcomes: dict, attack_name: s
 
 def _sync_link(cfg: Config, partner: str, *, ran: bool) -> None:
     """Write the page's settings into its address (only when they changed)."""
-    wanted = compare_query(cfg, partner, ran=ran)
-    current = {k: st.query_params[k] for k in st.query_params}
-    if current != wanted:
-        st.query_params.from_dict(wanted)
+    controls.write_query(compare_query(cfg, partner, ran=ran))

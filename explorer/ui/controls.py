@@ -10,7 +10,7 @@ page switches. The image picker is in ``picker``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import streamlit as st
 
@@ -21,7 +21,7 @@ from . import availability, keys, link, picker
 from .state import DEVICES, Config, attack_specs
 
 __all__ = ["PIXEL_PARAMS", "Sidebar", "apply_link", "attack_defaults", "attack_summary",
-           "card_line", "choice_label", "keep_state", "link_warning", "model_available",
+           "card_line", "choice_label", "keep_state", "link_warning", "write_query",
            "page_start", "param_widget", "pixel_scale", "resolved_device", "sidebar", "sync_query_params"]
 
 # Attack parameters that are pixel budgets ([0, 1] units); shown in 1/255 units for RGB data.
@@ -202,9 +202,13 @@ def link_warning(problems: Sequence[link.LinkProblem]) -> None:
 def sync_query_params(cfg: Config, ran: bool, **view: Any) -> None:
     """Write the configuration into the URL (only when it changed); ``view``: how the page
     shows it (``present``, ``smooth``, ``zoom`` of ``link.link_state``)."""
-    wanted = link.to_query(link.link_state(cfg, ran=ran, **view))
+    write_query(link.to_query(link.link_state(cfg, ran=ran, **view)))
+
+
+def write_query(wanted: Mapping[str, str]) -> None:
+    """Make the address hold exactly ``wanted`` (written only when it differs)."""
     current = {k: st.query_params[k] for k in st.query_params}
-    if current != wanted:
+    if current != dict(wanted):
         st.query_params.from_dict(wanted)
 
 
@@ -236,13 +240,6 @@ def card_line(card: dict | None) -> str:
 def _pct(v: float) -> str:
     v = float(v)
     return f"{100 * v:.1f}%" if v <= 1.0 else f"{v:.1f}%"
-
-
-def model_available(dataset: str, name: str) -> bool:
-    try:
-        return bool(models.is_available(dataset, name))
-    except Exception:  # noqa: BLE001 - availability is a hint; load() gives the real message
-        return True
 
 
 def _device_choice() -> tuple[str, str, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from explorer import data, metrics, models, viz_sweeps
+from explorer import data, metrics, viz_sweeps
 from explorer import device as device_choice
 from explorer.evaluation import claims as paper_claims
 from explorer.evaluation import roots as results_roots
@@ -71,11 +71,6 @@ def configured_roots() -> results_roots.ResultsRoots:
     if not isinstance(value, (str, list, tuple)):
         value = None
     return results_roots.configured_roots(value)
-
-
-def discover_folders() -> list[str]:
-    """Results folders under the configured roots (see :func:`configured_roots`)."""
-    return results_roots.discover(configured_roots())
 
 
 def _stamp(folder: Path) -> float:
@@ -231,7 +226,7 @@ def _results_views(rs: summary.ResultSet, prefix: tuple[str, ...], claims=None) 
 def _live_sweep() -> None:
     st.markdown("Run a small sweep here (a few images, in this browser session). Larger runs: "
                 "`python -m explorer evaluate` (see docs/reproduction.md).")
-    datasets = [d for d in availability.usable_datasets() if _models_of(d)]  # usable here only
+    datasets = availability.usable_datasets()  # datasets with a usable model here
     if not datasets:
         st.info("No shipped models are available on this machine.")
         return
@@ -289,13 +284,6 @@ def _live_sweep() -> None:
         _results_views(rs, LIVE)
         st.download_button("Download rows (CSV)", df.to_csv(index=False).encode(),
                            file_name="sweep.csv", mime="text/csv")
-
-
-def _models_of(dataset: str) -> list[str]:
-    try:
-        return [m.name for m in models.models_for(dataset)]
-    except Exception:  # noqa: BLE001 - a registry problem just hides the dataset
-        return []
 
 
 # --------------------------------------------------------------------------------------------
