@@ -352,7 +352,7 @@ class Reservation(QueuedRequest):
 
     def __init__(self, budget: "MemoryBudget", nbytes: int):
         super().__init__(budget)
-        self.budget, self.nbytes = budget, int(nbytes)
+        self.nbytes = int(nbytes)
 
 
 class MemoryBudget(FifoQueue):

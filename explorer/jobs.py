@@ -150,7 +150,7 @@ class Ticket(QueuedRequest):
 
     def __init__(self, pool: "SlotPool", seconds: float, label: str):
         super().__init__(pool)
-        self.pool, self.seconds, self.label = pool, float(seconds), label
+        self.seconds, self.label = float(seconds), label
         self.started: float | None = None  # time.monotonic() when granted
 
 
