@@ -119,7 +119,7 @@ def bench_fragment(repeats: int, datasets=("mnist", "imagenet")) -> list[dict]:
     import dataclasses
 
     from explorer.ui import background, chance_stages, headless, panels
-    from explorer.ui.state import prefetch_ws
+    from explorer.ui.state import W_MAX, prefetch_ws
 
     headless.quiet_logs()
     out = []
@@ -140,7 +140,7 @@ def bench_fragment(repeats: int, datasets=("mnist", "imagenet")) -> list[dict]:
         store = background.rank_score_store()
         key, a_, b_ = panels._stacked(plain.pairs)
         for tab in ("overlap", "diverse", "vs_w", "vs_k", "history"):
-            for move in ("k", "w", "w prefetched"):
+            for move in ("k", "w", "w cold", "w prefetched"):
                 if move != "k" and tab not in ("overlap", "vs_k"):
                     continue
                 rows = {name: [] for name in variants}
@@ -153,7 +153,7 @@ def bench_fragment(repeats: int, datasets=("mnist", "imagenet")) -> list[dict]:
                     # "w" the rank correlations are not ready either (first visit of that w).
                     if move == "k":
                         k, w = base_k + 1 + i, 1
-                    elif move == "w":
+                    elif move in ("w", "w cold"):
                         k, w = base_k, 2 + i % 4
                     else:
                         k, w = base_k, (0, 2, 3, 4, 5)[i % 5]
@@ -174,9 +174,15 @@ def bench_fragment(repeats: int, datasets=("mnist", "imagenet")) -> list[dict]:
                             while (any(store.get((key, wv)) is None for wv in ahead)
                                    or chance_stages._LENS.busy):
                                 time.sleep(0.05)
-                        elif move == "w":
-                            store.values.clear()
-                            chance_stages._LENS.values.clear()
+                        elif move == "w" and panel.chance_source is not None:
+                            # the pair's first visit of that w on a server that has shown this
+                            # model and method before: the unrelated-image LENS levels of every
+                            # w are there (the page's prefetch), the pair's numbers are not
+                            first = panel.pairs[0]
+                            chance_stages.prefetch_lens(*panel.chance_source, first.key, first.a,
+                                                        first.b, (), unrelated_ws=range(W_MAX + 1))
+                            while chance_stages._LENS.busy:
+                                time.sleep(0.05)
                         _fragment_once(panel, base_k, 1, tab)  # the view before the move
                         rows[name].append(_fragment_once(panel, k, w, tab))
                 meds = {}

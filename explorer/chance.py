@@ -23,8 +23,9 @@ derivations):
   chance), ``(c - s) / c`` for distances such as the centre shift (0 px is perfect); undefined
   (NaN) when the chance level already equals the perfect score.
 
-Imports only :mod:`explorer.metrics` of the project (also its private batched helpers, so
-that the hundreds of permuted maps of one call are not validated one by one).
+Imports only :mod:`explorer.metrics` and :mod:`explorer.set_curves` of the project (also the
+former's private batched helpers, so that the hundreds of permuted maps of one call are not
+validated one by one).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import torch
 from scipy.special import gammaln
 
 from explorer import metrics as M
+from explorer import set_curves as SC
 
 __all__ = [
     "DEFAULT_DRAWS",
@@ -50,12 +52,15 @@ __all__ = [
     "Baseline",
     "permutation_chance",
     "permutation_chance_detail",
+    "permutation_chance_over_k",
     "inclusion_probabilities",
     "all_pairs",
     "derangement",
     "random_pairs",
     "unrelated_scores",
+    "unrelated_scores_over_k",
     "unrelated_baseline",
+    "unrelated_baseline_over_k",
     "summarise",
     "normalise",
     "normalise_scores",
@@ -333,17 +338,35 @@ def permutation_chance_detail(map_a, map_b, k: int, w: int, *, draws: int | None
     scattered at random, roughly the distance from C(a) to the image centre; a shift at or above
     it says nothing is left of a's location).
     """
-    a3, b3, single, k, w = M._validate_pair(map_a, map_b, k, w)
-    auto_draws, auto_rank = default_draws(a3.shape[1] * a3.shape[2])
+    return permutation_chance_over_k(map_a, map_b, [k], w, draws=draws, rank_draws=rank_draws,
+                                     seed=seed, keys=keys)[0]
+
+
+def permutation_chance_over_k(map_a, map_b, ks, w: int, *, draws: int | None = None,
+                              rank_draws: int | None = None, seed: int = 0,
+                              keys=None) -> list[ChanceLevels]:
+    """:func:`permutation_chance_detail` at every k of ``ks``: one :class:`ChanceLevels` per k,
+    in order, equal to calling it once per k (same permutations, same values).
+
+    What does not depend on k (the correlations, the centre shift) is computed once, and the
+    diverse variants take one greedy walk per permuted map, at the largest k: the walk accepts
+    pixels in ranking order, so the first k it accepts are ``D_k`` (:mod:`explorer.set_curves`).
+    """
+    a3, b3, single, _, w = M._validate_pair(map_a, map_b, 1, w)
+    n, h, wd = a3.shape
+    ks = [M.validate_k(k, h, wd) for k in ks]
+    if not ks:
+        raise ValueError("ks must hold at least one k")
+    auto_draws, auto_rank = default_draws(h * wd)
     draws = _check_int("draws", auto_draws if draws is None else draws, 2)
     rank_draws = _check_int("rank_draws", auto_rank if rank_draws is None else rank_draws, 2)
     seed = _check_int("seed", seed, 0)
     keys = _check_keys(keys)
-    n, h, wd = a3.shape
     hw = h * wd
     dev = a3.device
-    values = {key: torch.full((n,), float("nan"), dtype=torch.float64) for key in keys}
-    se = {key: torch.zeros(n, dtype=torch.float64) for key in keys}
+    nan = float("nan")
+    values = [{key: torch.full((n,), nan, dtype=torch.float64) for key in keys} for _ in ks]
+    se = [{key: torch.zeros(n, dtype=torch.float64) for key in keys} for _ in ks]
     mc = f"Monte-Carlo ({draws} draws, seed {seed})"
     rank_draws = min(rank_draws, draws)
     mc_rank = (f"Monte-Carlo ({rank_draws} draws, w-LENS-Spearman over {draws} draws as control "
@@ -362,68 +385,79 @@ def permutation_chance_detail(map_a, map_b, k: int, w: int, *, draws: int | None
         perm = _permutations(hw, draws, seed).to(dev)
     a_np = a3.reshape(n, -1).detach().double().cpu().numpy()
     b_np = b3.reshape(n, -1).detach().double().cpu().numpy()
-    top_a = M._topk3(a3, k)
-    grown_a = M._dilate3(top_a, w)
-    if any(key in keys for key in _DIVERSE):
-        div_a, _ = M._diverse3(a3, k, w)
-        grown_div_a = M._dilate3(div_a, w)
+    exact_set = {"topk_intersection", "lens_recall", "lens_precision"}
+    if w == 0:
+        exact_set |= set(_DIVERSE)
+    exact_set &= set(keys)
+    mc_div = [key for key in _DIVERSE if method.get(key) == mc]
+    ranks_a = SC.set_ranks(a3, w, max(ks), diverse=bool(mc_div))
     for i in range(n):
-        tie = _ties(b_np[i], k)
-        exact_set = {"topk_intersection", "lens_recall", "lens_precision"}
-        if w == 0:
-            exact_set |= set(_DIVERSE)
-        if exact_set & set(keys):
-            q = _inclusion(tie)
-            ta = top_a[i].reshape(-1).cpu().numpy()
-            topk = q[ta].sum() / k
-            recall = q[grown_a[i].reshape(-1).cpu().numpy()].sum() / k
-            ys, xs = np.divmod(np.nonzero(ta)[0], wd)
-            prec = (1.0 - _window_miss(ys, xs, h, wd, w, tie)).sum() / k if w > 0 else topk
-            exact = {"topk_intersection": topk, "lens_recall": recall, "lens_precision": prec}
-            if w == 0:
-                exact.update({"topk_div_intersection": topk, "lens_recall_div": topk,
-                              "lens_precision_div": topk})
-            for key, v in exact.items():
-                if key in values:  # a set metric lies in [0, 1]; clip the rounding of the sums
-                    values[key][i] = min(max(float(v), 0.0), 1.0)
+        for j, k in enumerate(ks):
+            if exact_set:
+                _exact_set_levels(values[j], i, ranks_a, b_np[i], k, w, h, wd)
         const_a, const_b = np.ptp(a_np[i]) == 0, np.ptp(b_np[i]) == 0
         for key in ("spearman", "kendall") + (_LENS_RANK if w == 0 else ()):
-            if key in values:
-                values[key][i] = float("nan") if (const_a or const_b) else 0.0
+            for j in range(len(ks)):
+                if key in values[j]:
+                    values[j][key][i] = nan if (const_a or const_b) else 0.0
         if not need_mc:
             continue
         bp = b3[i].reshape(-1)[perm].reshape(draws, h, wd)
-        per_draw: dict[str, torch.Tensor] = {}
-        if any(method.get(key) == mc for key in _DIVERSE):
-            div_b, _ = M._diverse3(bp, k, w)
-            grown_b = M._dilate3(div_b, w)
-            per_draw["topk_div_intersection"] = M._frac(div_a[i] & div_b, k)
-            per_draw["lens_recall_div"] = M._frac(grown_div_a[i] & div_b, k)
-            per_draw["lens_precision_div"] = M._frac(div_a[i] & grown_b, k)
+        per_draw: dict[str, torch.Tensor] = {}  # the same at every k: (draws,)
+        if mc_div:
+            sc = SC.pair_scores_over_k(ranks_a, SC.set_ranks(bp, w, max(ks)), ks,
+                                       torch.full((draws,), i), torch.arange(draws), mc_div)
+            for key, v in sc.items():
+                for j in range(len(ks)):
+                    values[j][key][i], se[j][key][i] = _mean_se(v[j])
         if method.get("lens_spearman") == mc or method.get("lens_kendall") == mc_rank:
             pooled_a, pooled_b = M._pool(a3[i:i + 1], w), M._pool(bp, w)
             # Spearman: cheap (radix-sorted ranks), every draw; also the control variate of
             # Kendall, whose τ-b (one scipy call per draw) runs on the first rank_draws draws.
-            ranks_a = M._average_ranks(pooled_a).expand(draws, hw)
-            rho = M._pearson_rows(ranks_a, M._average_ranks(pooled_b))
+            ranks_pa = M._average_ranks(pooled_a).expand(draws, hw)
+            rho = M._pearson_rows(ranks_pa, M._average_ranks(pooled_b))
             per_draw["lens_spearman"] = rho
             if "lens_kendall" in keys:
                 sub = pooled_b[:rank_draws]
                 tau = M._kendall3(pooled_a.expand_as(sub), sub)
-                values["lens_kendall"][i], se["lens_kendall"][i] = _double_sampling(tau, rho)
+                est = _double_sampling(tau, rho)
+                for j in range(len(ks)):
+                    values[j]["lens_kendall"][i], se[j]["lens_kendall"][i] = est
         if "center_shift" in keys:
             diff = M._centroid3(bp) - M._centroid3(a3[i:i + 1])
             per_draw["center_shift"] = torch.linalg.vector_norm(diff, dim=1)
         for key, x in per_draw.items():
-            if key in values and method[key] == mc:
-                values[key][i], se[key][i] = _mean_se(x)
+            if key in keys and method[key] == mc:
+                est = _mean_se(x)
+                for j in range(len(ks)):
+                    values[j][key][i], se[j][key][i] = est
 
     def shape(t: torch.Tensor) -> torch.Tensor:
         t = t.to(dev)
         return t[0] if single else t
 
-    return ChanceLevels({key: shape(values[key]) for key in keys},
-                        {key: shape(se[key]) for key in keys}, method, draws, rank_draws, seed)
+    return [ChanceLevels({key: shape(v[key]) for key in keys}, {key: shape(s[key]) for key in keys},
+                         method, draws, rank_draws, seed) for v, s in zip(values, se)]
+
+
+def _exact_set_levels(out: dict, i: int, ranks_a, b_values: np.ndarray, k: int, w: int,
+                      h: int, wd: int) -> None:
+    """The closed-form set levels of pair ``i`` at ``k`` into ``out[key][i]`` (the keys of
+    ``out`` that have one: top-k intersection and the two LENS directions, and at w = 0 the
+    diverse variants, which then equal top-k intersection)."""
+    tie = _ties(b_values, k)
+    q = _inclusion(tie)
+    ta = (ranks_a.top[i] < k).reshape(-1).cpu().numpy()
+    topk = q[ta].sum() / k
+    recall = q[(ranks_a.near_top[i] < k).reshape(-1).cpu().numpy()].sum() / k
+    ys, xs = np.divmod(np.nonzero(ta)[0], wd)
+    prec = (1.0 - _window_miss(ys, xs, h, wd, w, tie)).sum() / k if w > 0 else topk
+    exact = {"topk_intersection": topk, "lens_recall": recall, "lens_precision": prec}
+    if w == 0:
+        exact.update({key: topk for key in _DIVERSE})
+    for key, v in exact.items():
+        if key in out:  # a set metric lies in [0, 1]; clip the rounding of the sums
+            out[key][i] = min(max(float(v), 0.0), 1.0)
 
 
 def permutation_chance(map_a, map_b, k: int, w: int, *, draws: int | None = None,
@@ -493,22 +527,17 @@ def _check_pairs(pairs, m: int) -> torch.Tensor:
     return p
 
 
-# compare(b, a) from compare(a, b): the two LENS directions swap; every other metric is
-# symmetric (top-k and top-k-div intersections, the correlations, the centre distance). A new
-# metric that is not symmetric must be added here.
-_MIRROR = {"lens_recall": "lens_precision", "lens_precision": "lens_recall",
-           "lens_recall_div": "lens_precision_div", "lens_precision_div": "lens_recall_div"}
-
-
 def unrelated_scores(maps, k: int, w: int, *, pairs=None, keys=None,
                      chunk: int = 512) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``(pairs (P, 2), {key: float64 (P,)})``: :func:`metrics.compare` between map i (as ``a``)
     and map j (as ``b``) for every ordered pair ``i != j`` of the ``(M, H, W)`` maps, or for the
     given ``pairs`` (``(P, 2)``, or a vector ``d`` pairing i with ``d[i]``).
 
-    Each unordered pair is computed once ((i, j) and (j, i) differ only by the two LENS
-    directions swapping). ``keys`` restricts the metrics: the set metrics alone skip the
-    correlations (the costly part: two scipy τ-b per pair, about 1 ms per 28×28 pair).
+    The set metrics come from each map's ranks (:func:`unrelated_scores_over_k`: one diverse
+    walk per map, not per pair). The correlations are computed once per unordered pair ((i, j)
+    and (j, i) have the same correlations), in chunks of ``chunk`` pairs; ``keys`` restricts the
+    metrics, and the set metrics alone skip the correlations (the costly part: two scipy τ-b per
+    pair, about 1 ms per 28×28 pair).
     """
     m3, _ = M._as_batch(maps, "maps")
     p = _check_pairs(pairs, m3.shape[0])
@@ -516,30 +545,54 @@ def unrelated_scores(maps, k: int, w: int, *, pairs=None, keys=None,
     w = M.validate_w(w)
     keys = _check_keys(keys)
     chunk = _check_int("chunk", chunk, 1)
-    lo, hi = torch.minimum(p[:, 0], p[:, 1]), torch.maximum(p[:, 0], p[:, 1])
-    uniq, where = torch.unique(torch.stack([lo, hi], dim=1), dim=0, return_inverse=True)
-    sets_only = all(key in M.SET_METRIC_KEYS for key in keys)
-    ranks_only = all(key in M.RANK_METRIC_KEYS for key in keys)
-    lens_only = all(key in M.LENS_RANK_KEYS for key in keys)
-    parts: list[dict[str, torch.Tensor]] = []
-    idx = uniq.to(m3.device)
-    for s in range(0, idx.shape[0], chunk):
-        a, b = m3[idx[s:s + chunk, 0]], m3[idx[s:s + chunk, 1]]
-        if sets_only:
-            parts.append(M.set_metrics(a, b, k, w))
-        elif ranks_only:
-            parts.append(M.rank_metrics(a, b, w, lens_only=lens_only))
-        else:
-            parts.append(M.compare(a, b, k, w))
-    flat = {key: torch.cat([d[key] for d in parts]).cpu() for key in parts[0]}
-    swapped = p[:, 0] > p[:, 1]
-    out = {}
-    for key in keys:
-        v = flat[key][where]
-        if key in _MIRROR:
-            v = torch.where(swapped, flat[_MIRROR[key]][where], v)
-        out[key] = v.to(m3.device)
-    return p, out
+    out: dict[str, torch.Tensor] = {}
+    set_keys = [key for key in keys if key in M.SET_METRIC_KEYS]
+    if set_keys:
+        _, sets = unrelated_scores_over_k(m3, [k], w, pairs=p, keys=set_keys)
+        out.update({key: v[0] for key, v in sets.items()})
+    rank_keys = [key for key in keys if key in M.RANK_METRIC_KEYS]
+    if rank_keys:
+        lens_only = all(key in M.LENS_RANK_KEYS for key in rank_keys)
+        lo, hi = torch.minimum(p[:, 0], p[:, 1]), torch.maximum(p[:, 0], p[:, 1])
+        uniq, where = torch.unique(torch.stack([lo, hi], dim=1), dim=0, return_inverse=True)
+        idx = uniq.to(m3.device)
+        parts = [M.rank_metrics(m3[idx[s:s + chunk, 0]], m3[idx[s:s + chunk, 1]], w,
+                                lens_only=lens_only) for s in range(0, idx.shape[0], chunk)]
+        for key in rank_keys:
+            out[key] = torch.cat([d[key] for d in parts]).cpu()[where].to(m3.device)
+    return p, {key: out[key] for key in keys}
+
+
+# Pair positions per chunk of the set metrics over k: (pairs × pixels) int64 elements.
+_SET_CHUNK_ELEMENTS = 1 << 22
+
+
+def unrelated_scores_over_k(maps, ks, w: int, *, pairs=None,
+                            keys=M.SET_METRIC_KEYS) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The set metrics of :func:`unrelated_scores` at every k of ``ks``:
+    ``(pairs (P, 2), {key: float64 (len(ks), P)})``, equal to one call per k.
+
+    Each map's ranks and diverse walk (at the largest k) are computed once and serve every pair
+    it is in and every k (:mod:`explorer.set_curves`); pairs go in chunks of at most
+    ``2**22`` pair-pixels, so memory stays bounded for large maps and many pairs.
+    """
+    m3, _ = M._as_batch(maps, "maps")
+    p = _check_pairs(pairs, m3.shape[0])
+    w = M.validate_w(w)
+    keys = _check_keys(keys)
+    not_sets = [key for key in keys if key not in M.SET_METRIC_KEYS]
+    if not_sets:
+        raise ValueError(f"only set metrics depend on k; got {not_sets}; allowed: "
+                         f"{', '.join(M.SET_METRIC_KEYS)}")
+    ks = [M.validate_k(k, m3.shape[1], m3.shape[2]) for k in ks]
+    if not ks:
+        raise ValueError("ks must hold at least one k")
+    ranks = SC.set_ranks(m3, w, max(ks), diverse=any(key in _DIVERSE for key in keys))
+    step = max(1, _SET_CHUNK_ELEMENTS // (m3.shape[1] * m3.shape[2]))
+    idx = p.to(m3.device)
+    parts = [SC.pair_scores_over_k(ranks, ranks, ks, idx[s:s + step, 0], idx[s:s + step, 1], keys)
+             for s in range(0, idx.shape[0], step)]
+    return p, {key: torch.cat([d[key] for d in parts], dim=1) for key in keys}
 
 
 def summarise(scores) -> Baseline:
@@ -568,6 +621,14 @@ def unrelated_baseline(maps, k: int, w: int, *, pairs=None, keys=None) -> dict[s
     """
     _, scores = unrelated_scores(maps, k, w, pairs=pairs, keys=keys)
     return {key: summarise(v) for key, v in scores.items()}
+
+
+def unrelated_baseline_over_k(maps, ks, w: int, *, pairs=None,
+                              keys=M.SET_METRIC_KEYS) -> list[dict[str, Baseline]]:
+    """:func:`unrelated_baseline` of the set metrics at every k of ``ks``: one ``{key:
+    Baseline}`` per k, in order (from :func:`unrelated_scores_over_k`)."""
+    _, scores = unrelated_scores_over_k(maps, ks, w, pairs=pairs, keys=keys)
+    return [{key: summarise(v[j]) for key, v in scores.items()} for j in range(len(ks))]
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ Two references per metric (see docs/spec.md, "Reading a score: chance levels"):
 - the **unrelated-image level**: the scores between the maps of the bundled samples of the
   dataset, under the same model and method (all ordered pairs of up to
   :data:`UNRELATED_SAMPLES` images spread over the gallery). It does not depend on the image
-  shown, so it is computed once per (dataset, model, method, k, w); the set metrics per (k, w),
-  the correlations and the centre shift per w only;
+  shown, so it is computed once per (dataset, model, method, k, w) and cached; the set metrics
+  per (k, w) (the chart against k asks for its nine k at once: one diverse walk per sample map
+  serves them all), the correlations and the centre shift per w only, the LENS correlations'
+  filled in the background for every w of the slider after the first view;
 - the **permutation level** of the pair shown (b's values shuffled over the pixels): the exact
   keys always; the Monte-Carlo keys only on small maps, where they take tens of milliseconds
   (on 224×224 they would take seconds per k or w move, so the table leaves them out and says so).
@@ -25,14 +27,20 @@ from explorer import attributions, chance, metrics
 from . import background
 from .stages import model, samples
 
-__all__ = ["UNRELATED_SAMPLES", "SET_DRAWS", "SMALL_MAP_PIXELS", "ChanceBand", "ChanceCell", "chart_bands",
-           "prefetch_lens", "unrelated", "unrelated_count", "permutation_keys", "table_chance"]
+__all__ = ["UNRELATED_SAMPLES", "SET_DRAWS", "RANK_DRAWS", "SMALL_MAP_PIXELS", "ChanceBand",
+           "ChanceCell", "chart_bands", "prefetch_lens", "unrelated", "unrelated_count",
+           "permutation_keys", "table_chance"]
 
 UNRELATED_SAMPLES = 10
 SMALL_MAP_PIXELS = 64 * 64  # above this, only the exact permutation keys are computed
 # Shuffles for the diverse variants' permutation level (they change with every k move): 64
 # instead of the library's 200 halve a k move's cost; standard error about 0.004 on 28×28.
 SET_DRAWS = 64
+# τ-b draws for w-LENS-Kendall's permutation level (with w-LENS-Spearman over all the draws as
+# the control variate): 16 instead of the library's 50 save two thirds of its cost on a w move;
+# on an MNIST saliency pair the standard error stays within 0.001 of the 50-draw one, because
+# it comes from Spearman's own spread over the draws.
+RANK_DRAWS = 16
 _EXACT_KEYS = ("topk_intersection", "lens_recall", "lens_precision", "spearman", "kendall")
 _LENS_RANK_KEYS = ("lens_spearman", "lens_kendall")  # depend on w, not on k
 _FREE_KEYS = tuple(k for k, m in metrics.METRICS.items()  # depend on neither k nor w
@@ -75,11 +83,16 @@ def _summaries(maps: np.ndarray, k: int, w: int, keys) -> dict[str, tuple[float,
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _unrelated_sets(model_key, method: str, method_items: tuple, k: int, w: int) -> dict:
+def _unrelated_sets(model_key, method: str, method_items: tuple, ks: tuple[int, ...],
+                    w: int) -> tuple[dict, ...]:
+    """The set metrics' unrelated-image level at each k of ``ks`` (one ``{key: (mean, std)}``
+    per k): one diverse walk per sample map serves every pair and every k."""
     maps = _sample_maps(model_key, method, method_items)
     if len(maps) < 2:
-        return {}
-    return _summaries(maps, k, w, metrics.SET_METRIC_KEYS)
+        return tuple({} for _ in ks)
+    bases = chance.unrelated_baseline_over_k(torch.from_numpy(maps), list(ks), w)
+    return tuple({key: (float(b.mean), float(b.std)) for key, b in base.items()}
+                 for base in bases)
 
 
 # The w-dependent, k-free chance levels (the two LENS correlations: their τ-b make them the
@@ -104,18 +117,23 @@ def _lens_permutation(pair_key: str, a: np.ndarray, b: np.ndarray, w: int) -> di
     key = ("p", pair_key, w)
     out = _LENS.get(key)
     if out is None:
-        out = _permutation_levels(a, b, 1, w, _LENS_RANK_KEYS)
+        out = _permutation_levels(a, b, (1,), w, _LENS_RANK_KEYS)[0]
         _LENS.put(key, out)
     return out
 
 
 def prefetch_lens(model_key, method: str, method_items: tuple, pair_key: str, a: np.ndarray,
-                  b: np.ndarray, ws) -> None:
+                  b: np.ndarray, ws, unrelated_ws=()) -> None:
     """Compute the LENS correlations' chance levels for the w values ``ws`` in a background
     thread (no Streamlit calls in it), as ``background.prefetch_without_k`` does for the
-    scores: a later w move then finds them ready."""
-    missing = [w for w in ws if _LENS.get(("u", model_key, method, method_items, w)) is None
-               or _LENS.get(("p", pair_key, w)) is None]
+    scores: a later w move then finds them ready. The unrelated-image level does not depend on
+    the image, so it is also filled for ``unrelated_ws`` (after ``ws``; once per server for a
+    model and method): a w move then only computes the pair's permutation level."""
+    ws = list(ws)
+    more = [w for w in unrelated_ws if w not in ws]
+    missing = ([w for w in ws if _LENS.get(("u", model_key, method, method_items, w)) is None
+                or _LENS.get(("p", pair_key, w)) is None]
+               + [w for w in more if _LENS.get(("u", model_key, method, method_items, w)) is None])
     job = (model_key, method, method_items, pair_key)
     with _LENS.lock:
         if not missing or job in _LENS.busy:
@@ -127,7 +145,8 @@ def prefetch_lens(model_key, method: str, method_items: tuple, pair_key: str, a:
         try:
             for w in missing:
                 _lens_unrelated(model_key, method, method_items, w, maps)
-                _lens_permutation(pair_key, a, b, w)
+                if w in ws:
+                    _lens_permutation(pair_key, a, b, w)
         except Exception:  # noqa: BLE001 - a failed prefetch only costs the speed-up
             pass
         finally:
@@ -145,49 +164,60 @@ def _unrelated_free(model_key, method: str, method_items: tuple) -> dict:
     return _summaries(maps, 1, 0, _FREE_KEYS)
 
 
+def _unrelated_at(model_key, method: str, method_items: tuple, ks: tuple[int, ...],
+                  w: int) -> list[dict]:
+    """:func:`unrelated` at each k of ``ks`` (one w): the set metrics of all k in one pass."""
+    rest = {**_lens_unrelated(model_key, method, method_items, w),
+            **_unrelated_free(model_key, method, method_items)}
+    return [{**sets, **rest} for sets in _unrelated_sets(model_key, method, method_items, ks, w)]
+
+
 def unrelated(model_key, method: str, method_items: tuple, k: int, w: int) -> dict:
     """``{key: (mean, std)}`` of the unrelated-image level (empty when no samples); each group
     of metrics cached on what it depends on (set metrics: k and w; LENS correlations: w;
     plain correlations and the centre shift: neither)."""
-    return {**_unrelated_sets(model_key, method, method_items, k, w),
-            **_lens_unrelated(model_key, method, method_items, w),
-            **_unrelated_free(model_key, method, method_items)}
+    return _unrelated_at(model_key, method, method_items, (k,), w)[0]
 
 
-def _permutation_levels(a: np.ndarray, b: np.ndarray, k: int, w: int, keys) -> dict:
-    """The permutation level of ``keys`` for one pair ``(H, W)``: the Monte-Carlo keys only on
-    small maps (on large ones they would take seconds per k or w move; left out, NaN in the
-    table), over :data:`SET_DRAWS` shuffles when ``keys`` are set metrics only."""
+def _permutation_levels(a: np.ndarray, b: np.ndarray, ks: tuple[int, ...], w: int,
+                        keys) -> list[dict]:
+    """The permutation level of ``keys`` for one pair ``(H, W)`` at each k of ``ks`` (one dict
+    per k): the Monte-Carlo keys only on small maps (on large ones they would take seconds per
+    k or w move; left out, NaN in the table), over :data:`SET_DRAWS` shuffles when ``keys`` are
+    set metrics only."""
     if a.size > SMALL_MAP_PIXELS:
         keys = tuple(key for key in keys if key in _EXACT_KEYS)
     if not keys:
-        return {}
+        return [{} for _ in ks]
     draws = SET_DRAWS if all(key in metrics.SET_METRIC_KEYS for key in keys) else None
-    out = chance.permutation_chance(torch.from_numpy(a), torch.from_numpy(b), k, w,
-                                    keys=list(keys), draws=draws)
-    return {key: float(v) for key, v in out.items()}
+    out = chance.permutation_chance_over_k(torch.from_numpy(a), torch.from_numpy(b), list(ks), w,
+                                           keys=list(keys), draws=draws,
+                                           rank_draws=RANK_DRAWS)
+    return [{key: float(v) for key, v in levels.values.items()} for levels in out]
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
-def permutation_keys(pair_key: str, _a: np.ndarray, _b: np.ndarray, k: int, w: int,
-                     keys: tuple[str, ...]) -> dict:
-    """``{key: value}``: :func:`_permutation_levels` cached per (pair, k, w, key set), so a
-    point costs its own keys only."""
-    return _permutation_levels(_a, _b, k, w, keys)
+def permutation_keys(pair_key: str, _a: np.ndarray, _b: np.ndarray, ks: tuple[int, ...], w: int,
+                     keys: tuple[str, ...]) -> tuple[dict, ...]:
+    """``({key: value}, ...)`` per k of ``ks``: :func:`_permutation_levels` cached per (pair,
+    ks, w, key set), so a point costs its own keys only."""
+    return tuple(_permutation_levels(_a, _b, ks, w, keys))
 
 
-def _permutation_by_group(pair_key: str, a: np.ndarray, b: np.ndarray, k: int, w: int,
-                          keys) -> dict:
-    """The permutation level of ``keys``, each group cached on what it depends on: the set
-    metrics on (k, w), the LENS correlations on w, the plain correlations and the centre shift
-    on neither (a k move then recomputes only the set metrics)."""
+def _permutation_at(pair_key: str, a: np.ndarray, b: np.ndarray, ks: tuple[int, ...], w: int,
+                    keys) -> list[dict]:
+    """The permutation level of ``keys`` at each k of ``ks`` (one w), each group cached on what
+    it depends on: the set metrics on (k, w), computed for all of ``ks`` at once; the LENS
+    correlations on w; the plain correlations and the centre shift on neither (a k move then
+    recomputes only the set metrics)."""
     sets = tuple(key for key in keys if key in metrics.SET_METRIC_KEYS)
     lens = tuple(key for key in keys if key in _LENS_RANK_KEYS)
     free = tuple(key for key in keys if key in _FREE_KEYS)
-    return {**(permutation_keys(pair_key, a, b, k, w, sets) if sets else {}),
-            **({key: v for key, v in _lens_permutation(pair_key, a, b, w).items() if key in lens}
+    rest = {**({key: v for key, v in _lens_permutation(pair_key, a, b, w).items() if key in lens}
                if lens else {}),
-            **(permutation_keys(pair_key, a, b, 1, 0, free) if free else {})}
+            **(permutation_keys(pair_key, a, b, (1,), 0, free)[0] if free else {})}
+    per_k = permutation_keys(pair_key, a, b, ks, w, sets) if sets else tuple({} for _ in ks)
+    return [{**levels, **rest} for levels in per_k]
 
 
 @dataclass(frozen=True)
@@ -207,16 +237,23 @@ def chart_bands(model_key, method: str, method_items: tuple, pair_key: str, a: n
                 b: np.ndarray, points: list[tuple[int, int]], chosen) -> dict[str, ChanceBand]:
     """:class:`ChanceBand` of each ``chosen`` metric at the chart's ``points`` ``[(k, w), ...]``.
 
-    Every value comes from the same cached computations as the table (:func:`unrelated`, per
-    (k, w) for the set metrics and per w for the others) and :func:`permutation_keys` (one
-    call per point for the set metrics, per w for the LENS correlations, once for the w-free
-    keys, whose permutation level is exact)."""
+    Every value comes from the same cached computations as the table: per w, the set metrics'
+    levels at all of that w's k in one pass (the chart against k: one diverse walk per map
+    serves its nine points), the LENS correlations' once per w, the w-free keys' once."""
     nan = float("nan")
     chosen = tuple(chosen)
-    cols: dict[str, list[tuple[float, float, float]]] = {key: [] for key in chosen}
+    ks_of: dict[int, list[int]] = {}
     for k, w in points:
-        unrel = unrelated(model_key, method, method_items, k, w)
-        perm = _permutation_by_group(pair_key, a, b, k, w, chosen)
+        ks_of.setdefault(w, []).append(k)
+    at: dict[tuple[int, int], tuple[dict, dict]] = {}
+    for w, ks in ks_of.items():
+        ks = tuple(sorted(set(ks)))
+        unrel = _unrelated_at(model_key, method, method_items, ks, w)
+        perm = _permutation_at(pair_key, a, b, ks, w, chosen)
+        at.update({(k, w): (u, p) for k, u, p in zip(ks, unrel, perm)})
+    cols: dict[str, list[tuple[float, float, float]]] = {key: [] for key in chosen}
+    for point in points:
+        unrel, perm = at[point]
         for key in chosen:
             mean, sd = unrel.get(key, (nan, nan))
             cols[key].append((mean, sd, perm.get(key, nan)))
@@ -229,7 +266,7 @@ def table_chance(model_key, method: str, method_items: tuple, pair_key: str, a: 
                  b: np.ndarray, k: int, w: int) -> dict[str, ChanceCell]:
     """One :class:`ChanceCell` per metric key for the table."""
     unrel = unrelated(model_key, method, method_items, k, w)
-    perm = _permutation_by_group(pair_key, a, b, k, w, metrics.METRIC_KEYS)
+    perm = _permutation_at(pair_key, a, b, (k,), w, metrics.METRIC_KEYS)[0]
     nan = float("nan")
     return {key: ChanceCell(unrel.get(key, (nan, nan))[0], unrel.get(key, (nan, nan))[1],
                             perm.get(key, nan))

@@ -255,7 +255,10 @@ def chart_data(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[st
         xs = stages.k_grid(panel.height * panel.width, k)
         points = [(kv, w) for kv in xs]
         title, marker = "k (pixels)", k
-    per_x = [_per_pair(stages.scores(key, a, b, kv, wv), n) for kv, wv in points]
+    if axis == "w":
+        per_x = [_per_pair(stages.scores(key, a, b, kv, wv), n) for kv, wv in points]
+    else:  # every k of the chart in one pass
+        per_x = [_per_pair(s, n) for s in stages.scores_over_k(key, a, b, tuple(xs), w)]
     series = []
     for metric in chosen:
         for i, pair in enumerate(panel.pairs):
@@ -380,7 +383,7 @@ def analysis(panel: PanelInput) -> None:
     background.prefetch_without_k(key, a, b, ahead)
     if panel.chance_source is not None:  # and so do the LENS correlations' chance levels
         chance_stages.prefetch_lens(*panel.chance_source, panel.pairs[0].key, panel.pairs[0].a,
-                                    panel.pairs[0].b, ahead)
+                                    panel.pairs[0].b, ahead, unrelated_ws=range(W_MAX + 1))
 
     shown = panel.pairs[labels.index(shown_label)]
     _notes(panel, values)

@@ -25,13 +25,13 @@ import numpy as np
 import streamlit as st
 import torch
 
-from explorer import attacks, attributions, data, metrics, models, uploads, viz
+from explorer import attacks, attributions, data, metrics, models, set_curves, uploads, viz
 
 from .background import AttackInterrupted, HeavySlot, Progress, scores_without_k
 
 __all__ = ["AttackOutcome", "OriginalMap", "Samples", "attack", "attribution", "k_grid",
-           "masks", "model", "model_info", "region_mask", "samples", "scores", "test_image",
-           "test_set_size", "upload_image"]
+           "masks", "model", "model_info", "region_mask", "samples", "scores", "scores_over_k",
+           "test_image", "test_set_size", "upload_image"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,6 +253,18 @@ def scores(pair_key: str, _a: np.ndarray, _b: np.ndarray, k: int, w: int) -> dic
     rest = scores_without_k(pair_key, _a, _b, w)
     return {key: (sets[key].tolist() if key in sets else rest[key])
             for key in metrics.METRIC_KEYS}
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def scores_over_k(pair_key: str, _a: np.ndarray, _b: np.ndarray, ks: tuple[int, ...],
+                  w: int) -> tuple[dict[str, Any], ...]:
+    """:func:`scores` at every k of ``ks`` (the chart against k), one dict per k: the set
+    metrics of all k from one pass over each map's ranks (``explorer.set_curves``), the rest
+    once for the w."""
+    sets = set_curves.set_metrics_over_k(torch.from_numpy(_a), torch.from_numpy(_b), ks, w)
+    rest = scores_without_k(pair_key, _a, _b, w)
+    return tuple({key: (sets[key][j].tolist() if key in sets else rest[key])
+                  for key in metrics.METRIC_KEYS} for j in range(len(ks)))
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

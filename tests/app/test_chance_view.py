@@ -178,3 +178,33 @@ def test_the_w_values_computed_ahead_cover_the_chart_and_the_next_slider_steps()
     assert prefetch_ws(8) == (8, 7, 9, 6, 10, 5, 4, 3, 2, 1, 0)
     assert prefetch_ws(W_MAX)[:3] == (W_MAX, W_MAX - 1, W_MAX - 2)
     assert all(0 <= w <= W_MAX for w in prefetch_ws(W_MAX))
+
+
+def test_after_the_first_view_every_slider_w_has_its_unrelated_lens_levels():
+    # They do not depend on the image: the page's background prefetch fills them for every w of
+    # the slider, so a w move later only computes the pair's own permutation level.
+    import time
+
+    from explorer.ui.state import W_MAX
+
+    chance_stages._LENS.values.clear()
+    at = new_app()
+    at.run()
+    no_errors(at)
+    deadline = time.monotonic() + 120
+    while chance_stages._LENS.busy and time.monotonic() < deadline:
+        time.sleep(0.1)
+    unrel = {key[-1]: v for key, v in chance_stages._LENS.values.items() if key[0] == "u"}
+    assert set(unrel) == set(range(W_MAX + 1))
+    pair_ws = {key[-1] for key in chance_stages._LENS.values if key[0] == "p"}
+    assert pair_ws == set(prefetch_ws_of(at))  # the pair's levels only near the slider's w
+    maps = _sample_maps()
+    for w in (0, 7, W_MAX):
+        base = chance.unrelated_baseline(maps, 1, w, keys=["lens_kendall"])["lens_kendall"]
+        assert unrel[w]["lens_kendall"] == pytest.approx((base.mean, base.std), abs=1e-12)
+
+
+def prefetch_ws_of(at):
+    from explorer.ui.state import prefetch_ws
+
+    return prefetch_ws(int(at.slider(key=keys.w("mnist")).value))

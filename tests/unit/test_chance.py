@@ -414,3 +414,47 @@ def test_default_draws_depend_on_the_map_size():
     assert d.draws == C.LARGE_MAP_DRAWS and f"({C.LARGE_MAP_DRAWS} draws" in d.method[
         "lens_recall_div"]
     assert d.method["lens_kendall"].startswith(f"Monte-Carlo ({C.LARGE_MAP_RANK_DRAWS} draws")
+
+
+# ---------------------------------------------------------------------------------------------
+# Many k at once (the chart against k): the same values as one call per k
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("w", [0, 1, 2])
+def test_permutation_chance_over_k_equals_one_call_per_k(w):
+    g = torch.Generator().manual_seed(11 + w)
+    a = torch.rand(2, 7, 6, generator=g)
+    b = (torch.rand(2, 7, 6, generator=g) * 4).floor()  # ties at the k-th value
+    ks = [1, 5, 12, 30]
+    many = C.permutation_chance_over_k(a, b, ks, w, draws=24, rank_draws=6, seed=3)
+    assert len(many) == len(ks)
+    for lv, k in zip(many, ks):
+        one = C.permutation_chance_detail(a, b, k, w, draws=24, rank_draws=6, seed=3)
+        assert lv.method == one.method
+        for key in M.METRIC_KEYS:
+            assert torch.equal(lv.values[key].nan_to_num(-9), one.values[key].nan_to_num(-9)), \
+                (key, k)
+            assert torch.equal(lv.se[key].nan_to_num(-9), one.se[key].nan_to_num(-9)), (key, k)
+
+
+def test_unrelated_scores_over_k_equal_one_call_per_k_in_any_chunking(monkeypatch):
+    g = torch.Generator().manual_seed(12)
+    maps = torch.rand(5, 6, 6, generator=g) ** 2
+    maps[1, 2:] = 0.0  # zero-valued ties
+    ks = [2, 9, 20]
+    pairs, many = C.unrelated_scores_over_k(maps, ks, 1)
+    monkeypatch.setattr(C, "_SET_CHUNK_ELEMENTS", 36 * 3)  # three pairs per chunk
+    _, chunked = C.unrelated_scores_over_k(maps, ks, 1)
+    bases = C.unrelated_baseline_over_k(maps, ks, 1)
+    for j, k in enumerate(ks):
+        _, one = C.unrelated_scores(maps, k, 1, keys=M.SET_METRIC_KEYS)
+        base = C.unrelated_baseline(maps, k, 1, keys=M.SET_METRIC_KEYS)
+        for key in M.SET_METRIC_KEYS:
+            assert torch.equal(many[key][j], one[key]) and torch.equal(chunked[key][j], one[key])
+            assert bases[j][key] == base[key]
+    # ... and one call per k equals compare() pair by pair
+    for row, (i, jj) in enumerate(pairs.tolist()):
+        s = M.compare(maps[i], maps[jj], 9, 1)
+        for key in M.SET_METRIC_KEYS:
+            assert float(many[key][1, row]) == approx(float(s[key]))
+    with pytest.raises(ValueError, match="only set metrics depend on k"):
+        C.unrelated_scores_over_k(maps, ks, 1, keys=["spearman"])

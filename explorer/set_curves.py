@@ -1,0 +1,148 @@
+"""The six set metrics at many k at once, from each map's ranks (definitions: docs/spec.md).
+
+A chart against k, or the chance levels at the chart's k, needs the set metrics at several k
+for the same maps and w. Both sets are prefixes of one ordering, so one pass serves every k:
+
+- ``S_k(m)`` is the first k pixels of the ranking order, so ``p ∈ S_k`` iff ``rank(p) < k``;
+- the greedy diverse walk accepts pixels in ranking order and stops at the k-th, so ``D_k(m)``
+  is the first k pixels of the sequence ``D_K(m)`` accepts, for every ``k <= K``: with
+  ``div(p)`` the position of p in that sequence (``H*W`` where p is not accepted),
+  ``p ∈ D_k`` iff ``div(p) < k`` (also when the walk runs out of pixels before k);
+- ``p ∈ N_w(P_k)`` iff some pixel of its window is in ``P_k``, i.e. iff the minimum of the
+  position over the window is below k.
+
+So every count is ``#{p : max(u(p), v(p)) < k}`` for two position maps u, v (for example
+``|N_w(S_k(a)) ∩ S_k(b)|`` with u the window minimum of a's ranks and v b's ranks), read
+off one cumulative histogram for all k. :class:`SetRanks` holds the positions of a batch of
+maps; one diverse walk per map (at the largest k) then serves every pair the map is in, which
+is what the unrelated-image levels need (10 maps make 90 ordered pairs).
+
+The results equal :func:`explorer.metrics.set_metrics` at each k exactly (a test compares them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from explorer import metrics as M
+
+__all__ = ["SetRanks", "set_ranks", "pair_scores_over_k", "set_metrics_over_k"]
+
+_DIVERSE = ("topk_div_intersection", "lens_recall_div", "lens_precision_div")
+
+
+@dataclass(frozen=True)
+class SetRanks:
+    """Positions of every pixel of ``(N, H, W)`` maps, int64 ``(N, H, W)`` each.
+
+    ``top``: place in the ranking order (0 = best). ``near_top``: its minimum over the pixel's
+    ``N_w`` window. ``div``: place in the diverse walk's accepted sequence, ``H*W`` where the
+    walk up to ``k_max`` acceptances does not accept the pixel; ``near_div``: its window
+    minimum. ``div`` and ``near_div`` are None when built without the diverse walk.
+    """
+
+    top: torch.Tensor
+    near_top: torch.Tensor
+    div: torch.Tensor | None
+    near_div: torch.Tensor | None
+    w: int
+    k_max: int
+
+
+def _window_min(pos: torch.Tensor, w: int, hw: int) -> torch.Tensor:
+    """Minimum of the non-negative positions ``pos`` (at most ``hw``) over each N_w window: the
+    max-pool of ``hw - pos``, whose border padding (0) stands for ``hw``, i.e. never."""
+    return pos if w == 0 else hw - M._pool(hw - pos, w)
+
+
+def _ranks3(m3: torch.Tensor, w: int, k_max: int, diverse: bool) -> SetRanks:
+    n, h, wd = m3.shape
+    hw = h * wd
+    keys = M._rank_keys(m3)  # the keys _topk3 and _diverse3 compare: the same order exactly
+    order = torch.sort(keys.reshape(n, -1), dim=1, descending=True).indices
+    top = M._rank_of(order).reshape(n, h, wd)
+    div = near_div = None
+    if diverse:
+        accepted, _ = M._diverse3(m3, k_max, w, keys)
+        in_order = accepted.reshape(n, -1).gather(1, order)
+        place = torch.where(in_order, in_order.long().cumsum(1) - 1, torch.full_like(order, hw))
+        div = torch.empty_like(place).scatter_(1, order, place).reshape(n, h, wd)
+        near_div = _window_min(div, w, hw)
+    return SetRanks(top, _window_min(top, w, hw), div, near_div, w, k_max)
+
+
+def set_ranks(m, w: int, k_max: int, diverse: bool = True) -> SetRanks:
+    """:class:`SetRanks` of ``(H, W)`` or ``(N, H, W)`` maps (a single map becomes N = 1), for
+    any k up to ``k_max`` at radius ``w``. ``diverse=False`` skips the diverse walk."""
+    m3, _ = M._as_batch(m)
+    return _ranks3(m3, M.validate_w(w), M.validate_k(k_max, m3.shape[1], m3.shape[2]), diverse)
+
+
+def _check_ks(ks, height: int, width: int) -> list[int]:
+    ks = [M.validate_k(k, height, width) for k in ks]
+    if not ks:
+        raise ValueError("ks must hold at least one k")
+    return ks
+
+
+def _below_counts(u: torch.Tensor, v: torch.Tensor, ks: torch.Tensor, hw: int) -> torch.Tensor:
+    """``#{p : max(u, v) < k}`` per row of ``(P, H, W)`` position maps, for each k: ``(K, P)``."""
+    p = u.shape[0]
+    both = torch.maximum(u, v).reshape(p, -1).clamp(max=hw)
+    hist = torch.zeros(p, hw + 1, dtype=torch.int64, device=both.device)
+    hist.scatter_add_(1, both, torch.ones_like(both))
+    return hist.cumsum(1)[:, ks - 1].T  # #{max <= k - 1}
+
+
+def pair_scores_over_k(ra: SetRanks, rb: SetRanks, ks, ia=None, ib=None,
+                       keys=M.SET_METRIC_KEYS) -> dict[str, torch.Tensor]:
+    """The set metrics ``keys`` between map ``ia[j]`` of ``ra`` (as a) and map ``ib[j]`` of
+    ``rb`` (as b), at every k of ``ks``: ``{key: float64 (len(ks), P)}``.
+
+    ``ia``/``ib``: index tensors of equal length P (None: 0..N-1, the maps paired in order).
+    Both ranks must share w and reach every k (``k_max``); the diverse keys need both built
+    with the diverse walk.
+    """
+    n, h, wd = ra.top.shape
+    ks = _check_ks(ks, h, wd)
+    if ra.w != rb.w or ra.top.shape[1:] != rb.top.shape[1:]:
+        raise ValueError("both ranks must have the same w and map size")
+    if max(ks) > min(ra.k_max, rb.k_max):
+        raise ValueError(f"every k must be at most the ranks' k_max ({min(ra.k_max, rb.k_max)}); "
+                         f"got {max(ks)}")
+    ia = torch.arange(n) if ia is None else torch.as_tensor(ia)
+    ib = torch.arange(rb.top.shape[0]) if ib is None else torch.as_tensor(ib)
+    hw = h * wd
+    dev = ra.top.device
+    kt = torch.as_tensor(ks, dtype=torch.long, device=dev)
+    ia, ib = ia.to(dev), ib.to(dev)
+    sources = {
+        "topk_intersection": ("top", "top"), "lens_recall": ("near_top", "top"),
+        "lens_precision": ("top", "near_top"), "topk_div_intersection": ("div", "div"),
+        "lens_recall_div": ("near_div", "div"), "lens_precision_div": ("div", "near_div"),
+    }
+    out = {}
+    for key in keys:
+        fa, fb = sources[key]
+        u, v = getattr(ra, fa), getattr(rb, fb)
+        if u is None or v is None:
+            raise ValueError(f"{key} needs ranks built with the diverse walk (diverse=True)")
+        out[key] = _below_counts(u[ia], v[ib], kt, hw).double() / kt.view(-1, 1).double()
+    return out
+
+
+def set_metrics_over_k(a, b, ks, w: int, keys=M.SET_METRIC_KEYS) -> dict[str, torch.Tensor]:
+    """:func:`explorer.metrics.set_metrics` at every k of ``ks`` in one pass:
+    ``{key: float64 (len(ks),)}`` for an ``(H, W)`` pair, ``(len(ks), N)`` for a batch."""
+    a3, b3, single, _, w = M._validate_pair(a, b, 1, w)
+    ks = _check_ks(ks, a3.shape[1], a3.shape[2])
+    diverse = any(key in _DIVERSE for key in keys)
+    unknown = [key for key in keys if key not in M.SET_METRIC_KEYS]
+    if unknown:
+        raise ValueError(f"not set metrics: {unknown}; allowed: {', '.join(M.SET_METRIC_KEYS)}")
+    ranks = _ranks3(torch.cat([a3, b3]), w, max(ks), diverse)
+    n = a3.shape[0]
+    out = pair_scores_over_k(ranks, ranks, ks, torch.arange(n), torch.arange(n, 2 * n), keys)
+    return {key: v[:, 0] if single else v for key, v in out.items()}
