@@ -9,11 +9,16 @@ Timings (one torch thread, interleaved rounds, best and median round):
     k = 1000, w = 3);
   - unrelated_baseline over the maps of 10 bundled samples (90 ordered pairs, k = 100, w = 1).
 
+--curves: the set metrics and their chance levels at the 9 values of k of the app's chart
+against k (k = 100 on 28×28), one call per k against one call for all k (explorer/set_curves.py),
+side by side in interleaved rounds, with the ratio; the per-pair way (two diverse walks per
+pair and per k, as before each map's ranks were shared) too.
+
 --observation: the unrelated-image baseline and the permutation chance levels over the 200
 bundled MNIST test samples (shipped natural model, Simple Gradients, k = 100, w = 1 and 3), the
 figures of the "Chance levels" section of docs/metrics.md.
 
-Usage: python benchmarks/bench_chance.py [--rounds 7] [--observation] [--device cpu|cuda]
+Usage: python benchmarks/bench_chance.py [--rounds 7] [--observation | --curves] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -100,6 +105,57 @@ def bench(rounds: int, device: str) -> None:
         print(f"| {name} | {min(wall):.1f} ms | {statistics.median(wall):.1f} ms | "
               f"{min(cpu):.1f} ms | {statistics.median(cpu):.1f} ms |")
 
+CHART_KS = (4, 8, 15, 29, 55, 100, 106, 204, 392)  # the app's k grid on 28×28 around k = 100
+
+
+def curves(rounds: int, device: str) -> None:
+    from explorer import set_curves
+
+    maps = mnist_maps(10, device)
+    pairs = chance.all_pairs(10)
+    sets = list(M.SET_METRIC_KEYS)
+    diverse = ["topk_div_intersection", "lens_recall_div", "lens_precision_div"]
+    rows = []
+    for w in (1, 3):
+        rows.append((f"unrelated level, 90 pairs, w = {w}", {
+            "per pair and per k (set_metrics of the 90 pairs)": lambda w=w: [
+                M.set_metrics(maps[pairs[:, 0]], maps[pairs[:, 1]], k, w) for k in CHART_KS],
+            "per k (unrelated_scores: each map's ranks)": lambda w=w: [
+                chance.unrelated_scores(maps, k, w, keys=sets) for k in CHART_KS],
+            "all k at once (unrelated_scores_over_k)": lambda w=w: chance.unrelated_scores_over_k(
+                maps, CHART_KS, w)}))
+        rows.append((f"permutation level, diverse variants, 64 draws, w = {w}", {
+            "per k (permutation_chance)": lambda w=w: [
+                chance.permutation_chance(maps[0], maps[1], k, w, keys=diverse, draws=64)
+                for k in CHART_KS],
+            "all k at once (permutation_chance_over_k)": lambda w=w: (
+                chance.permutation_chance_over_k(maps[0], maps[1], CHART_KS, w, keys=diverse,
+                                                 draws=64))}))
+        rows.append((f"one pair's set metrics, w = {w}", {
+            "per k (set_metrics)": lambda w=w: [M.set_metrics(maps[0], maps[1], k, w)
+                                                for k in CHART_KS],
+            "all k at once (set_metrics_over_k)": lambda w=w: set_curves.set_metrics_over_k(
+                maps[0], maps[1], CHART_KS, w)}))
+    for _, cases in rows:
+        for f in cases.values():
+            f()  # warm-up
+    times = {(title, name): [] for title, cases in rows for name in cases}
+    for _ in range(rounds):
+        for title, cases in rows:
+            for name, f in cases.items():
+                times[(title, name)].append(timed(f)[0])
+    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, threads "
+          f"{torch.get_num_threads()}, device {device}, load average {os.getloadavg()[0]:.1f}, "
+          f"{rounds} rounds; k = {', '.join(map(str, CHART_KS))}")
+    print("| case | way | wall best | wall median | median / all-at-once median |")
+    print("|---|---|---|---|---|")
+    for title, cases in rows:
+        last = statistics.median(times[(title, list(cases)[-1])])
+        for name in cases:
+            ts = times[(title, name)]
+            print(f"| {title} | {name} | {min(ts):.1f} ms | {statistics.median(ts):.1f} ms | "
+                  f"{statistics.median(ts) / last:.1f}× |")
+
 
 def observation(device: str) -> None:
     maps = mnist_maps(200, device)
@@ -149,9 +205,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--device", default="cpu")
     p.add_argument("--observation", action="store_true")
+    p.add_argument("--curves", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(1)
-    if args.observation:
+    if args.curves:
+        curves(args.rounds, args.device)
+    elif args.observation:
         observation(args.device)
         ig_bookkeeping(args.device)
     else:

@@ -390,10 +390,11 @@ def permutation_chance_over_k(map_a, map_b, ks, w: int, *, draws: int | None = N
         exact_set |= set(_DIVERSE)
     exact_set &= set(keys)
     mc_div = [key for key in _DIVERSE if method.get(key) == mc]
-    ranks_a = SC.set_ranks(a3, w, max(ks), diverse=bool(mc_div))
+    ranks_a = (SC.set_ranks(a3, w, max(ks), diverse=bool(mc_div)) if exact_set or mc_div
+               else None)
     for i in range(n):
-        for j, k in enumerate(ks):
-            if exact_set:
+        if exact_set:
+            for j, k in enumerate(ks):
                 _exact_set_levels(values[j], i, ranks_a, b_np[i], k, w, h, wd)
         const_a, const_b = np.ptp(a_np[i]) == 0, np.ptp(b_np[i]) == 0
         for key in ("spearman", "kendall") + (_LENS_RANK if w == 0 else ()):

@@ -11,11 +11,12 @@ for the same maps and w. Both sets are prefixes of one ordering, so one pass ser
 - ``p ∈ N_w(P_k)`` iff some pixel of its window is in ``P_k``, i.e. iff the minimum of the
   position over the window is below k.
 
-So every count is ``#{p : max(u(p), v(p)) < k}`` for two position maps u, v (for example
-``|N_w(S_k(a)) ∩ S_k(b)|`` with u the window minimum of a's ranks and v b's ranks), read
-off one cumulative histogram for all k. :class:`SetRanks` holds the positions of a batch of
-maps; one diverse walk per map (at the largest k) then serves every pair the map is in, which
-is what the unrelated-image levels need (10 maps make 90 ordered pairs).
+So every count is ``#{p : u(p) < k and v(p) < k}`` for two position maps u, v (for example
+``|N_w(S_k(a)) ∩ S_k(b)|`` with u the window minimum of a's ranks and v b's ranks).
+:class:`SetRanks` holds the positions of a batch of maps; one diverse walk per map (at the
+largest k) then serves every k and every pair the map is in, which is what the unrelated-image
+levels need (10 maps make 90 ordered pairs, whose counts at one k are one matrix product of the
+maps' masks).
 
 The results equal :func:`explorer.metrics.set_metrics` at each k exactly (a test compares them).
 """
@@ -87,13 +88,17 @@ def _check_ks(ks, height: int, width: int) -> list[int]:
     return ks
 
 
-def _below_counts(u: torch.Tensor, v: torch.Tensor, ks: torch.Tensor, hw: int) -> torch.Tensor:
-    """``#{p : max(u, v) < k}`` per row of ``(P, H, W)`` position maps, for each k: ``(K, P)``."""
-    p = u.shape[0]
-    both = torch.maximum(u, v).reshape(p, -1).clamp(max=hw)
-    hist = torch.zeros(p, hw + 1, dtype=torch.int64, device=both.device)
-    hist.scatter_add_(1, both, torch.ones_like(both))
-    return hist.cumsum(1)[:, ks - 1].T  # #{max <= k - 1}
+def _count_both(mu: torch.Tensor, mv: torch.Tensor, ia: torch.Tensor,
+                ib: torch.Tensor) -> torch.Tensor:
+    """``|mu[ia[j]] ∩ mv[ib[j]]|`` for boolean rows ``(Nu, L)``, ``(Nv, L)``: ``(P,)`` int64.
+
+    When the pairs cover much of the Nu × Nv grid (all pairs of a set of maps, or a map against
+    its shuffles) one float64 matrix product counts every intersection at once (exact: the
+    counts are integers far below 2**53); otherwise each pair is counted on its own."""
+    if 4 * ia.numel() >= mu.shape[0] * mv.shape[0]:
+        grid = mu.double() @ mv.double().T
+        return grid[ia, ib].round().long()
+    return (mu[ia] & mv[ib]).sum(dim=1)
 
 
 def pair_scores_over_k(ra: SetRanks, rb: SetRanks, ks, ia=None, ib=None,
@@ -114,22 +119,26 @@ def pair_scores_over_k(ra: SetRanks, rb: SetRanks, ks, ia=None, ib=None,
                          f"got {max(ks)}")
     ia = torch.arange(n) if ia is None else torch.as_tensor(ia)
     ib = torch.arange(rb.top.shape[0]) if ib is None else torch.as_tensor(ib)
-    hw = h * wd
     dev = ra.top.device
-    kt = torch.as_tensor(ks, dtype=torch.long, device=dev)
     ia, ib = ia.to(dev), ib.to(dev)
     sources = {
         "topk_intersection": ("top", "top"), "lens_recall": ("near_top", "top"),
         "lens_precision": ("top", "near_top"), "topk_div_intersection": ("div", "div"),
         "lens_recall_div": ("near_div", "div"), "lens_precision_div": ("div", "near_div"),
     }
-    out = {}
     for key in keys:
-        fa, fb = sources[key]
-        u, v = getattr(ra, fa), getattr(rb, fb)
-        if u is None or v is None:
+        if any(getattr(r, f) is None for r, f in zip((ra, rb), sources[key])):
             raise ValueError(f"{key} needs ranks built with the diverse walk (diverse=True)")
-        out[key] = _below_counts(u[ia], v[ib], kt, hw).double() / kt.view(-1, 1).double()
+    out = {key: torch.empty(len(ks), ia.numel(), dtype=torch.float64, device=dev) for key in keys}
+    sides = {(0, sources[key][0]) for key in keys} | {(1, sources[key][1]) for key in keys}
+    for j, k in enumerate(ks):
+        masks = {}  # p ∈ P_k iff its position < k
+        for side, field in sides:
+            pos = getattr(ra if side == 0 else rb, field)
+            masks[(side, field)] = (pos < k).reshape(pos.shape[0], -1)
+        for key in keys:
+            fa, fb = sources[key]
+            out[key][j] = _count_both(masks[(0, fa)], masks[(1, fb)], ia, ib).double() / k
     return out
 
 
