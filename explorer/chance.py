@@ -629,7 +629,21 @@ def unrelated_baseline_over_k(maps, ks, w: int, *, pairs=None,
     """:func:`unrelated_baseline` of the set metrics at every k of ``ks``: one ``{key:
     Baseline}`` per k, in order (from :func:`unrelated_scores_over_k`)."""
     _, scores = unrelated_scores_over_k(maps, ks, w, pairs=pairs, keys=keys)
-    return [{key: summarise(v[j]) for key, v in scores.items()} for j in range(len(ks))]
+    per_key = {key: _summarise_rows(v) for key, v in scores.items()}
+    return [{key: rows[j] for key, rows in per_key.items()} for j in range(len(ks))]
+
+
+def _summarise_rows(scores: torch.Tensor) -> list[Baseline]:
+    """:func:`summarise` of each row of ``(K, P)`` scores, in one pass when none is NaN (set
+    metrics never are)."""
+    x = scores.detach().double().cpu().numpy()
+    if np.isnan(x).any() or x.shape[1] < 2:
+        return [summarise(row) for row in x]
+    p05, p50, p95 = np.percentile(x, [5, 50, 95], axis=1)
+    mean, std = x.mean(axis=1), x.std(axis=1, ddof=1)
+    lo, hi = x.min(axis=1), x.max(axis=1)
+    return [Baseline(float(mean[j]), float(std[j]), x.shape[1], float(p05[j]), float(p50[j]),
+                     float(p95[j]), float(lo[j]), float(hi[j]), 0) for j in range(x.shape[0])]
 
 
 # --------------------------------------------------------------------------------------------
