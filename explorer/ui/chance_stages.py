@@ -234,12 +234,14 @@ class ChanceBand:
 
 
 def chart_bands(model_key, method: str, method_items: tuple, pair_key: str, a: np.ndarray,
-                b: np.ndarray, points: list[tuple[int, int]], chosen) -> dict[str, ChanceBand]:
+                b: np.ndarray, points: list[tuple[int, int]], chosen,
+                together=()) -> dict[str, ChanceBand]:
     """:class:`ChanceBand` of each ``chosen`` metric at the chart's ``points`` ``[(k, w), ...]``.
 
     Every value comes from the same cached computations as the table: per w, the set metrics'
-    levels at all of that w's k in one pass (the chart against k: one diverse walk per map
-    serves its nine points), the LENS correlations' once per w, the w-free keys' once."""
+    levels at the k of ``together`` in one pass (the chart against k: its fixed grid, where one
+    diverse walk per map serves every point, cached across k moves) and at each other k on its
+    own (the current k: the table's), the LENS correlations' once per w, the w-free keys' once."""
     nan = float("nan")
     chosen = tuple(chosen)
     ks_of: dict[int, list[int]] = {}
@@ -247,10 +249,12 @@ def chart_bands(model_key, method: str, method_items: tuple, pair_key: str, a: n
         ks_of.setdefault(w, []).append(k)
     at: dict[tuple[int, int], tuple[dict, dict]] = {}
     for w, ks in ks_of.items():
-        ks = tuple(sorted(set(ks)))
-        unrel = _unrelated_at(model_key, method, method_items, ks, w)
-        perm = _permutation_at(pair_key, a, b, ks, w, chosen)
-        at.update({(k, w): (u, p) for k, u, p in zip(ks, unrel, perm)})
+        joint = tuple(k for k in sorted(set(ks)) if k in together)
+        groups = ([joint] if joint else []) + [(k,) for k in sorted(set(ks)) if k not in joint]
+        for group in groups:
+            unrel = _unrelated_at(model_key, method, method_items, group, w)
+            perm = _permutation_at(pair_key, a, b, group, w, chosen)
+            at.update({(k, w): (u, p) for k, u, p in zip(group, unrel, perm)})
     cols: dict[str, list[tuple[float, float, float]]] = {key: [] for key in chosen}
     for point in points:
         unrel, perm = at[point]

@@ -255,10 +255,15 @@ def chart_data(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[st
         xs = stages.k_grid(panel.height * panel.width, k)
         points = [(kv, w) for kv in xs]
         title, marker = "k (pixels)", k
-    if axis == "w":
-        per_x = [_per_pair(stages.scores(key, a, b, kv, wv), n) for kv, wv in points]
-    else:  # every k of the chart in one pass
-        per_x = [_per_pair(s, n) for s in stages.scores_over_k(key, a, b, tuple(xs), w)]
+    # Against k: the chart's fixed k in one pass, cached across k moves; the current k comes
+    # from the table's cache.
+    together: tuple[int, ...] = ()
+    fixed: dict[int, dict] = {}
+    if axis == "k":
+        together = stages.k_grid_base(panel.height * panel.width)
+        fixed = dict(zip(together, stages.scores_over_k(key, a, b, together, w)))
+    per_x = [_per_pair(fixed[kv] if kv in fixed else stages.scores(key, a, b, kv, wv), n)
+             for kv, wv in points]
     series = []
     for metric in chosen:
         for i, pair in enumerate(panel.pairs):
@@ -271,7 +276,7 @@ def chart_data(panel: PanelInput, k: int, w: int, axis: str, chosen: Sequence[st
     if panel.chance_source is not None:
         first = panel.pairs[0]
         levels = chance_stages.chart_bands(*panel.chance_source, first.key, first.a, first.b,
-                                           points, chosen)
+                                           points, chosen, together=together)
         bands = [dict(group=metric, name=metrics.METRICS[metric].name, lo=levels[metric].lo,
                       hi=levels[metric].hi, line=levels[metric].permutation)
                  for metric in chosen]

@@ -30,8 +30,8 @@ from explorer import attacks, attributions, data, metrics, models, set_curves, u
 from .background import AttackInterrupted, HeavySlot, Progress, scores_without_k
 
 __all__ = ["AttackOutcome", "OriginalMap", "Samples", "attack", "attribution", "k_grid",
-           "masks", "model", "model_info", "region_mask", "samples", "scores", "scores_over_k",
-           "test_image", "test_set_size", "upload_image"]
+           "k_grid_base", "masks", "model", "model_info", "region_mask", "samples", "scores",
+           "scores_over_k", "test_image", "test_set_size", "upload_image"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -274,10 +274,16 @@ def masks(pair_key: str, _a: np.ndarray, _b: np.ndarray, k: int, w: int) -> dict
     return {key: v.cpu().numpy() for key, v in out.items()}
 
 
-def k_grid(n_pixels: int, k: int, points: int = 8) -> list[int]:
-    """k values for the 'scores vs k' chart: geometric from ~0.5% to 50% of the pixels, plus k."""
+def k_grid_base(n_pixels: int, points: int = 8) -> tuple[int, ...]:
+    """The fixed k values of the 'scores vs k' chart: geometric from ~0.5% to 50% of the
+    pixels. They do not move with k, so a k move finds their scores cached."""
     lo = max(1, round(n_pixels * 0.005))
     hi = max(lo, n_pixels // 2)
     grid = {int(round(v)) for v in np.geomspace(lo, hi, points)}
-    grid.add(int(k))
-    return sorted(v for v in grid if 1 <= v <= n_pixels)
+    return tuple(sorted(v for v in grid if 1 <= v <= n_pixels))
+
+
+def k_grid(n_pixels: int, k: int, points: int = 8) -> list[int]:
+    """k values for the 'scores vs k' chart: :func:`k_grid_base` plus k."""
+    extra = {int(k)} if 1 <= k <= n_pixels else set()
+    return sorted(set(k_grid_base(n_pixels, points)) | extra)
