@@ -354,9 +354,7 @@ def permutation_chance_over_k(map_a, map_b, ks, w: int, *, draws: int | None = N
     """
     a3, b3, single, _, w = M._validate_pair(map_a, map_b, 1, w)
     n, h, wd = a3.shape
-    ks = [M.validate_k(k, h, wd) for k in ks]
-    if not ks:
-        raise ValueError("ks must hold at least one k")
+    ks = SC.check_ks(ks, h, wd)
     auto_draws, auto_rank = default_draws(h * wd)
     draws = _check_int("draws", auto_draws if draws is None else draws, 2)
     rank_draws = _check_int("rank_draws", auto_rank if rank_draws is None else rank_draws, 2)
@@ -585,9 +583,7 @@ def unrelated_scores_over_k(maps, ks, w: int, *, pairs=None,
     if not_sets:
         raise ValueError(f"only set metrics depend on k; got {not_sets}; allowed: "
                          f"{', '.join(M.SET_METRIC_KEYS)}")
-    ks = [M.validate_k(k, m3.shape[1], m3.shape[2]) for k in ks]
-    if not ks:
-        raise ValueError("ks must hold at least one k")
+    ks = SC.check_ks(ks, m3.shape[1], m3.shape[2])
     ranks = SC.set_ranks(m3, w, max(ks), diverse=any(key in _DIVERSE for key in keys))
     step = max(1, _SET_CHUNK_ELEMENTS // (m3.shape[1] * m3.shape[2]))
     idx = p.to(m3.device)

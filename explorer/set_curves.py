@@ -23,13 +23,16 @@ The results equal :func:`explorer.metrics.set_metrics` at each k exactly (a test
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from numbers import Integral
 
 import torch
 
 from explorer import metrics as M
 
-__all__ = ["SetRanks", "set_ranks", "pair_scores_over_k", "set_metrics_over_k"]
+__all__ = ["SetRanks", "set_ranks", "pair_scores_over_k", "set_metrics_over_k", "check_ks",
+           "check_set_keys"]
 
 _DIVERSE = ("topk_div_intersection", "lens_recall_div", "lens_precision_div")
 
@@ -81,11 +84,39 @@ def set_ranks(m, w: int, k_max: int, diverse: bool = True) -> SetRanks:
     return _ranks3(m3, M.validate_w(w), M.validate_k(k_max, m3.shape[1], m3.shape[2]), diverse)
 
 
-def _check_ks(ks, height: int, width: int) -> list[int]:
+def check_ks(ks, height: int, width: int) -> list[int]:
+    """``ks`` as a list of valid k (one integer is one k); a clear error otherwise."""
+    if isinstance(ks, torch.Tensor):
+        ks = ks.reshape(-1).tolist()
+    elif isinstance(ks, Integral) and not isinstance(ks, bool):
+        ks = [ks]
+    elif isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable):
+        raise ValueError(f"ks must be a sequence of integers k (1 <= k <= H*W); got {ks!r}")
     ks = [M.validate_k(k, height, width) for k in ks]
     if not ks:
         raise ValueError("ks must hold at least one k")
     return ks
+
+
+def check_set_keys(keys) -> tuple[str, ...]:
+    """``keys`` as a tuple of set-metric keys (one string is one key); a clear error otherwise."""
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
+    unknown = [key for key in keys if key not in M.SET_METRIC_KEYS]
+    if unknown or not keys:
+        raise ValueError(f"keys must be set metrics; got {unknown or 'none'}; allowed: "
+                         f"{', '.join(M.SET_METRIC_KEYS)}")
+    return keys
+
+
+def _check_index(name: str, idx, n: int, dev) -> torch.Tensor:
+    t = torch.as_tensor(idx)
+    if t.dim() != 1 or t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{name} must be a 1-D sequence of integer map indices; got "
+                         f"{'shape ' + str(tuple(t.shape)) if t.dim() != 1 else t.dtype}")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+        raise ValueError(f"{name} must index the {n} maps (0..{n - 1}); got {int(t.min())}.."
+                         f"{int(t.max())}")
+    return t.long().to(dev)
 
 
 def _count_both(mu: torch.Tensor, mv: torch.Tensor, ia: torch.Tensor,
@@ -110,17 +141,28 @@ def pair_scores_over_k(ra: SetRanks, rb: SetRanks, ks, ia=None, ib=None,
     Both ranks must share w and reach every k (``k_max``); the diverse keys need both built
     with the diverse walk.
     """
-    n, h, wd = ra.top.shape
-    ks = _check_ks(ks, h, wd)
+    na, h, wd = ra.top.shape
+    nb = rb.top.shape[0]
+    ks = check_ks(ks, h, wd)
+    keys = check_set_keys(keys)
     if ra.w != rb.w or ra.top.shape[1:] != rb.top.shape[1:]:
-        raise ValueError("both ranks must have the same w and map size")
+        raise ValueError(f"both ranks must have the same w and map size; got w = {ra.w} and "
+                         f"{rb.w}, maps {tuple(ra.top.shape[1:])} and {tuple(rb.top.shape[1:])}")
     if max(ks) > min(ra.k_max, rb.k_max):
         raise ValueError(f"every k must be at most the ranks' k_max ({min(ra.k_max, rb.k_max)}); "
                          f"got {max(ks)}")
-    ia = torch.arange(n) if ia is None else torch.as_tensor(ia)
-    ib = torch.arange(rb.top.shape[0]) if ib is None else torch.as_tensor(ib)
     dev = ra.top.device
-    ia, ib = ia.to(dev), ib.to(dev)
+    if ia is None and ib is None and na != nb:
+        raise ValueError(f"without ia and ib the maps are paired in order, so both ranks need "
+                         f"the same number of maps; got {na} and {nb}")
+    ia = _check_index("ia", torch.arange(na) if ia is None else ia, na, dev)
+    ib = _check_index("ib", torch.arange(nb) if ib is None else ib, nb, dev)
+    if ia.numel() != ib.numel():
+        raise ValueError(f"ia and ib must have the same length (one pair each); got {ia.numel()} "
+                         f"and {ib.numel()}")
+    # Only the maps the pairs use: their masks are built once per k.
+    rows_a, ia = torch.unique(ia, return_inverse=True)
+    rows_b, ib = torch.unique(ib, return_inverse=True)
     sources = {
         "topk_intersection": ("top", "top"), "lens_recall": ("near_top", "top"),
         "lens_precision": ("top", "near_top"), "topk_div_intersection": ("div", "div"),
@@ -134,7 +176,7 @@ def pair_scores_over_k(ra: SetRanks, rb: SetRanks, ks, ia=None, ib=None,
     for j, k in enumerate(ks):
         masks = {}  # p ∈ P_k iff its position < k
         for side, field in sides:
-            pos = getattr(ra if side == 0 else rb, field)
+            pos = getattr(ra if side == 0 else rb, field)[rows_a if side == 0 else rows_b]
             masks[(side, field)] = (pos < k).reshape(pos.shape[0], -1)
         for key in keys:
             fa, fb = sources[key]
@@ -146,11 +188,9 @@ def set_metrics_over_k(a, b, ks, w: int, keys=M.SET_METRIC_KEYS) -> dict[str, to
     """:func:`explorer.metrics.set_metrics` at every k of ``ks`` in one pass:
     ``{key: float64 (len(ks),)}`` for an ``(H, W)`` pair, ``(len(ks), N)`` for a batch."""
     a3, b3, single, _, w = M._validate_pair(a, b, 1, w)
-    ks = _check_ks(ks, a3.shape[1], a3.shape[2])
+    ks = check_ks(ks, a3.shape[1], a3.shape[2])
+    keys = check_set_keys(keys)
     diverse = any(key in _DIVERSE for key in keys)
-    unknown = [key for key in keys if key not in M.SET_METRIC_KEYS]
-    if unknown:
-        raise ValueError(f"not set metrics: {unknown}; allowed: {', '.join(M.SET_METRIC_KEYS)}")
     ranks = _ranks3(torch.cat([a3, b3]), w, max(ks), diverse)
     n = a3.shape[0]
     out = pair_scores_over_k(ranks, ranks, ks, torch.arange(n), torch.arange(n, 2 * n), keys)

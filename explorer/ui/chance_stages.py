@@ -6,9 +6,9 @@ Two references per metric (see docs/spec.md, "Reading a score: chance levels"):
   dataset, under the same model and method (all ordered pairs of up to
   :data:`UNRELATED_SAMPLES` images spread over the gallery). It does not depend on the image
   shown, so it is computed once per (dataset, model, method, k, w) and cached; the set metrics
-  per (k, w) (the chart against k asks for its nine k at once: one diverse walk per sample map
-  serves them all), the correlations and the centre shift per w only, the LENS correlations'
-  filled in the background for every w of the slider after the first view;
+  per (k, w) (the chart against k asks for its fixed grid of k at once: one diverse walk per
+  sample map serves them all), the correlations and the centre shift per w only, the LENS
+  correlations' filled in the background for every w of the slider after the first view;
 - the **permutation level** of the pair shown (b's values shuffled over the pixels): the exact
   keys always; the Monte-Carlo keys only on small maps, where they take tens of milliseconds
   (on 224×224 they would take seconds per k or w move, so the table leaves them out and says so).
@@ -127,26 +127,40 @@ def prefetch_lens(model_key, method: str, method_items: tuple, pair_key: str, a:
     """Compute the LENS correlations' chance levels for the w values ``ws`` in a background
     thread (no Streamlit calls in it), as ``background.prefetch_without_k`` does for the
     scores: a later w move then finds them ready. The unrelated-image level does not depend on
-    the image, so it is also filled for ``unrelated_ws`` (after ``ws``; once per server for a
-    model and method): a w move then only computes the pair's permutation level."""
+    the image, so a second job (one per model and method, not per pair, so that it never holds
+    up a pair's) fills it for ``unrelated_ws`` too: a w move then only computes the pair's
+    permutation level."""
     ws = list(ws)
-    more = [w for w in unrelated_ws if w not in ws]
-    missing = ([w for w in ws if _LENS.get(("u", model_key, method, method_items, w)) is None
-                or _LENS.get(("p", pair_key, w)) is None]
-               + [w for w in more if _LENS.get(("u", model_key, method, method_items, w)) is None])
-    job = (model_key, method, method_items, pair_key)
+    maps = None
+    pair_ws = [w for w in ws if _LENS.get(("u", model_key, method, method_items, w)) is None
+               or _LENS.get(("p", pair_key, w)) is None]
+    if pair_ws:
+        maps = _sample_maps(model_key, method, method_items)  # cached; in the script thread
+
+        def pair_work(w: int) -> None:
+            _lens_unrelated(model_key, method, method_items, w, maps)
+            _lens_permutation(pair_key, a, b, w)
+
+        _start_lens_job((model_key, method, method_items, pair_key), pair_ws, pair_work)
+    more = [w for w in unrelated_ws if w not in ws
+            and _LENS.get(("u", model_key, method, method_items, w)) is None]
+    if more:
+        maps = _sample_maps(model_key, method, method_items) if maps is None else maps
+        _start_lens_job((model_key, method, method_items, "unrelated"), more,
+                        lambda w: _lens_unrelated(model_key, method, method_items, w, maps))
+
+
+def _start_lens_job(job: tuple, ws: list[int], work_one) -> None:
+    """Run ``work_one(w)`` for each w in a background thread, unless ``job`` is running."""
     with _LENS.lock:
-        if not missing or job in _LENS.busy:
+        if job in _LENS.busy:
             return
         _LENS.busy.add(job)
-    maps = _sample_maps(model_key, method, method_items)  # cached; in the script thread
 
     def work() -> None:
         try:
-            for w in missing:
-                _lens_unrelated(model_key, method, method_items, w, maps)
-                if w in ws:
-                    _lens_permutation(pair_key, a, b, w)
+            for w in ws:
+                work_one(w)
         except Exception:  # noqa: BLE001 - a failed prefetch only costs the speed-up
             pass
         finally:

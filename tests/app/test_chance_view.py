@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 from explorer import attacks, attributions, chance, data, metrics, models
 from explorer.ui import chance_stages, flow, keys, panels, stages
 from explorer.ui.common import fmt
-from explorer.ui.state import CHART_W
+from explorer.ui.state import CHART_W, W_MAX, prefetch_ws
 
 from app_helpers import metric_table_html, new_app, no_errors
 
@@ -54,6 +55,13 @@ def test_every_metric_shows_the_unrelated_image_level_and_the_shuffled_level():
     # the shuffled level of the first pair (random sign before an attack is run)
     assert "shuffled 0.128" in cells["topk_intersection"][1]  # k / HW = 100 / 784, no ties
     assert 'data-norm="topk_intersection"' in html
+    # w-LENS-Kendall's: τ-b on the app's RANK_DRAWS shuffles, Spearman on all as control variate
+    net = models.load("mnist", "natural")
+    x = data.load_samples("mnist").x[0:1]
+    a, b = attributions.attribution_map(net, x)[0], _random_sign_map(net, x)
+    want = float(chance.permutation_chance(a, b, 100, 1, keys=["lens_kendall"],
+                                           rank_draws=chance_stages.RANK_DRAWS)["lens_kendall"])
+    assert f"shuffled {fmt(want)}" in cells["lens_kendall"][1]
 
 
 def test_the_normalised_score_is_against_the_unrelated_level():
@@ -171,8 +179,6 @@ def test_the_charts_draw_each_metric_s_chance_band_at_the_library_levels(axis):
 
 
 def test_the_w_values_computed_ahead_cover_the_chart_and_the_next_slider_steps():
-    from explorer.ui.state import W_MAX, prefetch_ws
-
     assert prefetch_ws(0) == (0, 1, 2, 3, 4, 5)
     # At w = 8 the nearest come first; the chart's values stay covered.
     assert prefetch_ws(8) == (8, 7, 9, 6, 10, 5, 4, 3, 2, 1, 0)
@@ -183,28 +189,25 @@ def test_the_w_values_computed_ahead_cover_the_chart_and_the_next_slider_steps()
 def test_after_the_first_view_every_slider_w_has_its_unrelated_lens_levels():
     # They do not depend on the image: the page's background prefetch fills them for every w of
     # the slider, so a w move later only computes the pair's own permutation level.
-    import time
+    def wait_prefetch():
+        deadline = time.monotonic() + 120
+        while chance_stages._LENS.busy and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not chance_stages._LENS.busy, "the chance prefetch did not finish in 120 s"
 
-    from explorer.ui.state import W_MAX
-
-    chance_stages._LENS.values.clear()
+    wait_prefetch()  # a job left running by an earlier test would refill what is cleared
+    with chance_stages._LENS.lock:
+        chance_stages._LENS.values.clear()
     at = new_app()
     at.run()
     no_errors(at)
-    deadline = time.monotonic() + 120
-    while chance_stages._LENS.busy and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_prefetch()
     unrel = {key[-1]: v for key, v in chance_stages._LENS.values.items() if key[0] == "u"}
     assert set(unrel) == set(range(W_MAX + 1))
     pair_ws = {key[-1] for key in chance_stages._LENS.values if key[0] == "p"}
-    assert pair_ws == set(prefetch_ws_of(at))  # the pair's levels only near the slider's w
+    w_now = int(at.slider(key=keys.w("mnist")).value)
+    assert pair_ws == set(prefetch_ws(w_now))  # the pair's levels only near the slider's w
     maps = _sample_maps()
     for w in (0, 7, W_MAX):
         base = chance.unrelated_baseline(maps, 1, w, keys=["lens_kendall"])["lens_kendall"]
         assert unrel[w]["lens_kendall"] == pytest.approx((base.mean, base.std), abs=1e-12)
-
-
-def prefetch_ws_of(at):
-    from explorer.ui.state import prefetch_ws
-
-    return prefetch_ws(int(at.slider(key=keys.w("mnist")).value))

@@ -281,7 +281,7 @@ def test_unrelated_scores_with_given_pairs_and_a_derangement():
 
 
 def test_unrelated_scores_restricted_keys_and_mirrored_pairs():
-    # (i, j) and (j, i) are computed once; the LENS directions swap for the mirrored pair.
+    # (i, j) and (j, i) differ by the two LENS directions swapping.
     g = torch.Generator().manual_seed(8)
     maps = torch.rand(3, 7, 7, generator=g) * 0.1
     # map 0: top-5 along row 0 (cols 0-4); map 2: top-5 at (1,0), (3,3), (5,5), (6,0), (0,6).
@@ -422,11 +422,12 @@ def test_default_draws_depend_on_the_map_size():
 @pytest.mark.parametrize("w", [0, 1, 2])
 def test_permutation_chance_over_k_equals_one_call_per_k(w):
     g = torch.Generator().manual_seed(11 + w)
-    a = torch.rand(2, 7, 6, generator=g)
-    b = (torch.rand(2, 7, 6, generator=g) * 4).floor()  # ties at the k-th value
+    a = torch.rand(5, 7, 6, generator=g)
+    b = (torch.rand(5, 7, 6, generator=g) * 4).floor()  # ties at the k-th value
     ks = [1, 5, 12, 30]
     many = C.permutation_chance_over_k(a, b, ks, w, draws=24, rank_draws=6, seed=3)
     assert len(many) == len(ks)
+    perm = random_permutations(torch.arange(42.0).reshape(7, 6), 24, 3).long().reshape(24, -1)
     for lv, k in zip(many, ks):
         one = C.permutation_chance_detail(a, b, k, w, draws=24, rank_draws=6, seed=3)
         assert lv.method == one.method
@@ -434,27 +435,44 @@ def test_permutation_chance_over_k_equals_one_call_per_k(w):
             assert torch.equal(lv.values[key].nan_to_num(-9), one.values[key].nan_to_num(-9)), \
                 (key, k)
             assert torch.equal(lv.se[key].nan_to_num(-9), one.se[key].nan_to_num(-9)), (key, k)
+        if w == 0:
+            continue
+        # ... and the diverse variants are the mean over the same 24 shuffles of set_metrics
+        for i in range(5):
+            shuffled = b[i].reshape(-1)[perm].reshape(24, 7, 6)
+            direct = M.set_metrics(a[i].expand(24, 7, 6), shuffled, k, w)
+            for key in DIVERSE:
+                assert float(lv.values[key][i]) == approx(float(direct[key].mean())), (key, k, i)
+                assert float(lv.se[key][i]) == approx(float(direct[key].std() / 24 ** 0.5))
 
 
-def test_unrelated_scores_over_k_equal_one_call_per_k_in_any_chunking(monkeypatch):
+def test_unrelated_scores_over_k_equal_set_metrics_pair_by_pair_in_any_chunking(monkeypatch):
     g = torch.Generator().manual_seed(12)
     maps = torch.rand(5, 6, 6, generator=g) ** 2
     maps[1, 2:] = 0.0  # zero-valued ties
-    ks = [2, 9, 20]
+    maps[3] = 0.0  # an all-zero map: every pixel tied
+    ks = [2, 9, 20, 36]
     pairs, many = C.unrelated_scores_over_k(maps, ks, 1)
     monkeypatch.setattr(C, "_SET_CHUNK_ELEMENTS", 36 * 3)  # three pairs per chunk
     _, chunked = C.unrelated_scores_over_k(maps, ks, 1)
+    _, given = C.unrelated_scores_over_k(maps, ks, 1, pairs=[(4, 0), (0, 4), (2, 3)])
     bases = C.unrelated_baseline_over_k(maps, ks, 1)
     for j, k in enumerate(ks):
-        _, one = C.unrelated_scores(maps, k, 1, keys=M.SET_METRIC_KEYS)
+        for row, (i, jj) in enumerate(pairs.tolist()):
+            s = M.set_metrics(maps[i], maps[jj], k, 1)
+            for key in M.SET_METRIC_KEYS:
+                assert float(many[key][j, row]) == float(s[key]), (key, k, i, jj)
+                assert float(chunked[key][j, row]) == float(s[key]), (key, k, i, jj)
+        for row, (i, jj) in enumerate([(4, 0), (0, 4), (2, 3)]):
+            s = M.set_metrics(maps[i], maps[jj], k, 1)
+            assert all(float(given[key][j, row]) == float(s[key]) for key in M.SET_METRIC_KEYS)
         base = C.unrelated_baseline(maps, k, 1, keys=M.SET_METRIC_KEYS)
         for key in M.SET_METRIC_KEYS:
-            assert torch.equal(many[key][j], one[key]) and torch.equal(chunked[key][j], one[key])
+            vals = many[key][j].numpy()
             assert bases[j][key] == base[key]
-    # ... and one call per k equals compare() pair by pair
-    for row, (i, jj) in enumerate(pairs.tolist()):
-        s = M.compare(maps[i], maps[jj], 9, 1)
-        for key in M.SET_METRIC_KEYS:
-            assert float(many[key][1, row]) == approx(float(s[key]))
+            assert bases[j][key].mean == approx(vals.mean())
+            assert bases[j][key].p95 == approx(np.percentile(vals, 95))
     with pytest.raises(ValueError, match="only set metrics depend on k"):
         C.unrelated_scores_over_k(maps, ks, 1, keys=["spearman"])
+    with pytest.raises(ValueError, match="ks must be a sequence of integers"):
+        C.unrelated_scores_over_k(maps, "9", 1)

@@ -61,6 +61,34 @@ def test_equals_set_metrics_at_every_k(seed):
                 assert float(single[key][j]) == float(ref[key][0])
 
 
+@pytest.mark.parametrize("case", ["float64", "half", "all zero", "one row", "one column",
+                                  "w beyond the map"])
+def test_equals_set_metrics_on_edge_maps(case):
+    g = torch.Generator().manual_seed(7)
+    shape, w = {"one row": (1, 9), "one column": (9, 1)}.get(case, (5, 6)), 1
+    a = torch.rand(2, *shape, generator=g)
+    b = torch.rand(2, *shape, generator=g)
+    if case == "float64":  # the rank keys come from a sort, not from the float bits
+        a, b = a.double(), (b * 3).floor().double()
+    elif case == "half":
+        a, b = a.half(), b.half()
+    elif case == "all zero":
+        a = torch.zeros_like(a)
+    elif case == "w beyond the map":
+        w = 8  # every window covers the whole map: the diverse set is one pixel
+    hw = shape[0] * shape[1]
+    ks = [1, 2, hw // 2, hw]  # up to every pixel
+    got = S.set_metrics_over_k(a, b, ks, w)
+    for j, k in enumerate(ks):
+        ref = M.set_metrics(a, b, k, w)
+        for key in M.SET_METRIC_KEYS:
+            assert torch.equal(got[key][j], ref[key]), (case, key, k)
+    if case == "w beyond the map":
+        assert got["topk_div_intersection"][-1].tolist() == [
+            float(int(M.rank_positions(a[i]).argmin() == M.rank_positions(b[i]).argmin())) / hw
+            for i in range(2)]
+
+
 def test_pairs_by_index_and_a_subset_of_keys():
     g = torch.Generator().manual_seed(3)
     maps = torch.rand(4, 6, 6, generator=g)
@@ -84,9 +112,24 @@ def test_refusals_say_what_is_allowed():
         S.pair_scores_over_k(no_walk, no_walk, [2], keys=("topk_div_intersection",))
     with pytest.raises(ValueError, match="same w"):
         S.pair_scores_over_k(ranks, S.set_ranks(m, 2, 4), [2])
+    with pytest.raises(ValueError, match="same length"):
+        S.pair_scores_over_k(ranks, ranks, [2], [0, 1], [1])
+    with pytest.raises(ValueError, match=r"must index the 2 maps \(0\.\.1\)"):
+        S.pair_scores_over_k(ranks, ranks, [2], [0, 2], [1, 0])
+    with pytest.raises(ValueError, match="integer map indices"):
+        S.pair_scores_over_k(ranks, ranks, [2], [0.0], [1.0])
+    with pytest.raises(ValueError, match="same number of maps"):
+        S.pair_scores_over_k(ranks, S.set_ranks(m[:1], 1, 4), [2])
+    with pytest.raises(ValueError, match="keys must be set metrics; got \\['spearman'\\]"):
+        S.pair_scores_over_k(ranks, ranks, [2], keys=("spearman",))
     with pytest.raises(ValueError, match="at least one k"):
         S.set_metrics_over_k(m, m, [], 1)
-    with pytest.raises(ValueError, match="not set metrics"):
+    with pytest.raises(ValueError, match="ks must be a sequence of integers"):
+        S.set_metrics_over_k(m, m, "2", 1)
+    with pytest.raises(ValueError, match="keys must be set metrics"):
         S.set_metrics_over_k(m, m, [2], 1, keys=("spearman",))
-    with pytest.raises(ValueError, match="k"):
+    with pytest.raises(ValueError, match=r"k must be between 1 and H\*W = 25"):
         S.set_metrics_over_k(m, m, [26], 1)
+    # one k, and one key given as a string, are accepted as such
+    one = S.set_metrics_over_k(m, m, 3, 1, keys="lens_recall")
+    assert set(one) == {"lens_recall"} and one["lens_recall"].shape == (1, 2)
