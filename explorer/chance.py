@@ -602,10 +602,17 @@ def summarise(scores) -> Baseline:
     if ok.size == 0:
         nan = float("nan")
         return Baseline(nan, nan, 0, nan, nan, nan, nan, nan, int(x.size))
-    p05, p50, p95 = np.percentile(ok, [5, 50, 95])
-    std = float(ok.std(ddof=1)) if ok.size > 1 else 0.0
-    return Baseline(float(ok.mean()), std, int(ok.size), float(p05), float(p50), float(p95),
-                    float(ok.min()), float(ok.max()), int(x.size - ok.size))
+    return _summarise_defined(ok.reshape(1, -1), int(x.size - ok.size))[0]
+
+
+def _summarise_defined(x: np.ndarray, n_undefined: int = 0) -> list[Baseline]:
+    """A :class:`Baseline` of each row of a NaN-free ``(K, P)`` array, ``P >= 1``, in one pass."""
+    p05, p50, p95 = np.percentile(x, [5, 50, 95], axis=1)
+    std = x.std(axis=1, ddof=1) if x.shape[1] > 1 else np.zeros(x.shape[0])
+    mean, lo, hi = x.mean(axis=1), x.min(axis=1), x.max(axis=1)
+    return [Baseline(float(mean[j]), float(std[j]), x.shape[1], float(p05[j]), float(p50[j]),
+                     float(p95[j]), float(lo[j]), float(hi[j]), n_undefined)
+            for j in range(x.shape[0])]
 
 
 def unrelated_baseline(maps, k: int, w: int, *, pairs=None, keys=None) -> dict[str, Baseline]:
@@ -633,13 +640,9 @@ def _summarise_rows(scores: torch.Tensor) -> list[Baseline]:
     """:func:`summarise` of each row of ``(K, P)`` scores, in one pass when none is NaN (set
     metrics never are)."""
     x = scores.detach().double().cpu().numpy()
-    if np.isnan(x).any() or x.shape[1] < 2:
+    if np.isnan(x).any():
         return [summarise(row) for row in x]
-    p05, p50, p95 = np.percentile(x, [5, 50, 95], axis=1)
-    mean, std = x.mean(axis=1), x.std(axis=1, ddof=1)
-    lo, hi = x.min(axis=1), x.max(axis=1)
-    return [Baseline(float(mean[j]), float(std[j]), x.shape[1], float(p05[j]), float(p50[j]),
-                     float(p95[j]), float(lo[j]), float(hi[j]), 0) for j in range(x.shape[0])]
+    return _summarise_defined(x)
 
 
 # --------------------------------------------------------------------------------------------

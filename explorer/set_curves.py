@@ -41,10 +41,11 @@ _DIVERSE = ("topk_div_intersection", "lens_recall_div", "lens_precision_div")
 class SetRanks:
     """Positions of every pixel of ``(N, H, W)`` maps, int64 ``(N, H, W)`` each.
 
-    ``top``: place in the ranking order (0 = best). ``near_top``: its minimum over the pixel's
-    ``N_w`` window. ``div``: place in the diverse walk's accepted sequence, ``H*W`` where the
-    walk up to ``k_max`` acceptances does not accept the pixel; ``near_div``: its window
-    minimum. ``div`` and ``near_div`` are None when built without the diverse walk.
+    ``top``: place in the ranking order (0 = best) of the ``k_max`` best pixels, ``H*W`` for
+    the others (only "place < k" for k <= k_max is ever asked). ``near_top``: its minimum over
+    the pixel's ``N_w`` window. ``div``: place in the diverse walk's accepted sequence, ``H*W``
+    where the walk up to ``k_max`` acceptances does not accept the pixel; ``near_div``: its
+    window minimum. ``div`` and ``near_div`` are None when built without the diverse walk.
     """
 
     top: torch.Tensor
@@ -65,14 +66,18 @@ def _ranks3(m3: torch.Tensor, w: int, k_max: int, diverse: bool) -> SetRanks:
     n, h, wd = m3.shape
     hw = h * wd
     keys = M._rank_keys(m3)  # the keys _topk3 and _diverse3 compare: the same order exactly
-    order = torch.sort(keys.reshape(n, -1), dim=1, descending=True).indices
-    top = M._rank_of(order).reshape(n, h, wd)
+    flat = keys.reshape(n, -1)
+    places = torch.arange(k_max, device=m3.device).expand(n, k_max)
+    # Only places below k_max are ever asked for: a top-k_max, not a sort of every pixel.
+    best = torch.topk(flat, k_max, dim=1, sorted=True).indices
+    top = torch.full_like(flat, hw).scatter_(1, best, places).reshape(n, h, wd)
     div = near_div = None
     if diverse:
-        accepted, _ = M._diverse3(m3, k_max, w, keys)
-        in_order = accepted.reshape(n, -1).gather(1, order)
-        place = torch.where(in_order, in_order.long().cumsum(1) - 1, torch.full_like(order, hw))
-        div = torch.empty_like(place).scatter_(1, order, place).reshape(n, h, wd)
+        accepted, count = M._diverse3(m3, k_max, w, keys)  # the first k_max accepted at most
+        picked = torch.topk(torch.where(accepted.reshape(n, -1), flat, 0), k_max, dim=1,
+                            sorted=True).indices  # the accepted pixels first, in ranking order
+        place = torch.where(places < count.view(n, 1), places, hw)
+        div = torch.full_like(flat, hw).scatter_(1, picked, place).reshape(n, h, wd)
         near_div = _window_min(div, w, hw)
     return SetRanks(top, _window_min(top, w, hw), div, near_div, w, k_max)
 

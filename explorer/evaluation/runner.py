@@ -54,6 +54,18 @@ def _exact_keys(w: int) -> tuple[str, ...]:
                              "kendall") if k in metrics.METRICS)
 
 
+def _unrelated_by_k(map_orig, ks, w: int, pairs) -> list[dict[str, torch.Tensor]]:
+    """The unrelated-image scores of every metric at each k of ``ks`` (one dict per k; empty
+    without pairs): the set metrics of all k in one pass, the correlations and the centre
+    shift, which do not depend on k, once."""
+    if pairs is None:
+        return [{} for _ in ks]
+    _, sets = chance.unrelated_scores_over_k(map_orig, ks, w, pairs=pairs)
+    _, rest = chance.unrelated_scores(map_orig, ks[0], w, pairs=pairs,
+                                      keys=metrics.RANK_METRIC_KEYS)
+    return [{**{key: v[j] for key, v in sets.items()}, **rest} for j in range(len(ks))]
+
+
 def _scores(plan: Plan, dplan, map_orig, map_adv, seed: int) -> dict[str, torch.Tensor]:
     """Every metric, set count and chance column of the attacked images, ``{column: (m,)}``."""
     values: dict[str, torch.Tensor] = {}
@@ -62,7 +74,12 @@ def _scores(plan: Plan, dplan, map_orig, map_adv, seed: int) -> dict[str, torch.
     pairs = chance.derangement(m, seed) if m >= 2 else None
     for w in dplan.w:
         full = metrics.compare(map_orig, map_adv, dplan.k[0], w)
-        for k in dplan.k:
+        if plan.columns_version != 1:  # the chance levels of every k of this w at once
+            keys = metrics.METRIC_KEYS if plan.chance_mc else _exact_keys(w)
+            perms = chance.permutation_chance_over_k(map_orig, map_adv, list(dplan.k), w,
+                                                     seed=seed, keys=keys)
+            unrels = _unrelated_by_k(map_orig, list(dplan.k), w, pairs)
+        for j, k in enumerate(dplan.k):
             part = full if k == dplan.k[0] else {
                 **metrics.set_metrics(map_orig, map_adv, k, w),
                 **{key: full[key] for key in metrics.METRIC_KEYS
@@ -73,10 +90,7 @@ def _scores(plan: Plan, dplan, map_orig, map_adv, seed: int) -> dict[str, torch.
                 continue
             for key, v in metrics.pair_set_counts(map_orig, map_adv, k, w).items():
                 values[extra_column("count", key, k, w)] = v.double().cpu()
-            keys = metrics.METRIC_KEYS if plan.chance_mc else _exact_keys(w)
-            perm = chance.permutation_chance(map_orig, map_adv, k, w, seed=seed, keys=keys)
-            unrel = (chance.unrelated_scores(map_orig, k, w, pairs=pairs)[1]
-                     if pairs is not None else {})
+            perm, unrel = perms[j].values, unrels[j]
             for key in metrics.METRIC_KEYS:
                 score = values[metric_column(key, k, w)]
                 c = perm[key].double().cpu() if key in perm else nan

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the stages import this module
     from .stages import AttackOutcome
 
 __all__ = ["AttackBoard", "AttackInterrupted", "HeavySlot", "app_pool", "freeze_startup_heap",
-           "start_prefetch",
+           "start_prefetch", "start_store_job",
            "Progress", "RankScoreStore",
            "UserMoved", "attack_board", "prefetch_without_k", "rank_score_store",
            "request_waiting", "scores_without_k", "session_id"]
@@ -365,23 +365,36 @@ def prefetch_without_k(pair_key: str, a: np.ndarray, b: np.ndarray, ws) -> None:
     """Fill the store for the w values ``ws`` in a background thread (no Streamlit calls)."""
     store = rank_score_store()
     missing = [w for w in ws if store.get((pair_key, w)) is None]
+    if not missing:
+        return
+
+    def one(w: int) -> None:
+        if store.get((pair_key, w)) is None:
+            store.put((pair_key, w), _compute_without_k(pair_key, a, b, w))
+
+    start_store_job(store, pair_key, missing, one, "explorer-prefetch")
+
+
+def start_store_job(store: RankScoreStore, job, ws, work_one, name: str) -> None:
+    """Run ``work_one(w)`` for each w of ``ws`` in a background thread (:func:`start_prefetch`),
+    unless ``job`` is already running for ``store``; a failure only ends the job (a prefetch
+    only saves time later)."""
     with store.lock:
-        if not missing or pair_key in store.busy:
+        if job in store.busy:
             return
-        store.busy.add(pair_key)
+        store.busy.add(job)
 
     def work() -> None:
         try:
-            for w in missing:
-                if store.get((pair_key, w)) is None:
-                    store.put((pair_key, w), _compute_without_k(pair_key, a, b, w))
+            for w in ws:
+                work_one(w)
         except Exception:  # noqa: BLE001 - a failed prefetch only costs the speed-up
             pass
         finally:
             with store.lock:
-                store.busy.discard(pair_key)
+                store.busy.discard(job)
 
-    start_prefetch(work, "explorer-prefetch")
+    start_prefetch(work, name)
 
 
 def start_prefetch(work, name: str) -> None:

@@ -131,43 +131,25 @@ def prefetch_lens(model_key, method: str, method_items: tuple, pair_key: str, a:
     up a pair's) fills it for ``unrelated_ws`` too: a w move then only computes the pair's
     permutation level."""
     ws = list(ws)
-    maps = None
-    pair_ws = [w for w in ws if _LENS.get(("u", model_key, method, method_items, w)) is None
+    model = (model_key, method, method_items)
+    pair_ws = [w for w in ws if _LENS.get(("u", *model, w)) is None
                or _LENS.get(("p", pair_key, w)) is None]
+    more = [w for w in unrelated_ws if w not in ws and _LENS.get(("u", *model, w)) is None]
+    if not pair_ws and not more:
+        return
+    maps = _sample_maps(*model)  # cached; in the script thread
+
+    def pair_work(w: int) -> None:
+        _lens_unrelated(*model, w, maps)
+        _lens_permutation(pair_key, a, b, w)
+
     if pair_ws:
-        maps = _sample_maps(model_key, method, method_items)  # cached; in the script thread
-
-        def pair_work(w: int) -> None:
-            _lens_unrelated(model_key, method, method_items, w, maps)
-            _lens_permutation(pair_key, a, b, w)
-
-        _start_lens_job((model_key, method, method_items, pair_key), pair_ws, pair_work)
-    more = [w for w in unrelated_ws if w not in ws
-            and _LENS.get(("u", model_key, method, method_items, w)) is None]
+        background.start_store_job(_LENS, (*model, pair_key), pair_ws, pair_work,
+                                   "explorer-chance-prefetch")
     if more:
-        maps = _sample_maps(model_key, method, method_items) if maps is None else maps
-        _start_lens_job((model_key, method, method_items, "unrelated"), more,
-                        lambda w: _lens_unrelated(model_key, method, method_items, w, maps))
-
-
-def _start_lens_job(job: tuple, ws: list[int], work_one) -> None:
-    """Run ``work_one(w)`` for each w in a background thread, unless ``job`` is running."""
-    with _LENS.lock:
-        if job in _LENS.busy:
-            return
-        _LENS.busy.add(job)
-
-    def work() -> None:
-        try:
-            for w in ws:
-                work_one(w)
-        except Exception:  # noqa: BLE001 - a failed prefetch only costs the speed-up
-            pass
-        finally:
-            with _LENS.lock:
-                _LENS.busy.discard(job)
-
-    background.start_prefetch(work, "explorer-chance-prefetch")
+        background.start_store_job(_LENS, (*model, "unrelated"), more,
+                                   lambda w: _lens_unrelated(*model, w, maps),
+                                   "explorer-chance-prefetch")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

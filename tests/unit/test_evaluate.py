@@ -493,6 +493,31 @@ def test_bookkeeping_and_chance_columns_equal_the_library():
                                        unrel[key].numpy(), atol=1e-12, equal_nan=True)
 
 
+def test_chance_columns_of_several_k_equal_one_library_call_per_k():
+    # The runner computes the chance levels of all k of a w at once; each k's columns are the
+    # library's values at that k alone.
+    from types import SimpleNamespace
+
+    from explorer import chance
+    from explorer.evaluation import runner
+
+    g = torch.Generator().manual_seed(21)
+    a = torch.rand(5, 6, 6, generator=g) ** 2
+    b = (torch.rand(5, 6, 6, generator=g) * 3).floor()  # ties
+    plan = SimpleNamespace(columns_version=2, chance_mc=True)
+    values = runner._scores(plan, SimpleNamespace(k=(3, 8, 20), w=(0, 2)), a, b, seed=4)
+    d = chance.derangement(5, 4)
+    for w in (0, 2):
+        for k in (3, 8, 20):
+            perm = chance.permutation_chance(a, b, k, w, seed=4)
+            _, unrel = chance.unrelated_scores(a, k, w, pairs=d)
+            for key in metrics.METRIC_KEYS:
+                for name, want in (("perm", perm[key]), ("unrel", unrel[key])):
+                    got = values[extra_column(name, key, k, w)]
+                    assert torch.equal(got.nan_to_num(-9), want.double().nan_to_num(-9)), \
+                        (name, key, k, w)
+
+
 def test_only_correctly_classified_images_are_attacked_by_default():
     x, y = toy_images()
     model = ToyNet(1).eval()
